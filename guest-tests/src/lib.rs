@@ -1,0 +1,81 @@
+//! Harness for booting lupine-init in a QEMU microvm (TCG) and checking what the guest app and
+//! the host see.
+//!
+//! - [`kernel()`] and [`lupine_init()`] locate (or build once per process) the guest kernel and
+//!   the static init.
+//! - [`Initramfs`] packs lupine-init, busybox and a manifest into a newc cpio; [`ext4_image`]
+//!   makes a disk with `mkfs.ext4 -d`.
+//! - [`Vm`] runs QEMU with a timeout and returns the console text and QEMU's exit status.
+
+pub mod cpio;
+mod image;
+mod kernel;
+mod tmp;
+mod vm;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub use image::{ext4_image, Initramfs, APPLETS};
+pub use kernel::{kernel, lupine_init};
+pub use tmp::TempDir;
+pub use vm::{Outcome, Running, Vm};
+
+/// A harness failure; carries the console or command output that explains it.
+#[derive(Clone)]
+pub struct Error(pub String);
+
+// Debug prints the text as is, so `unwrap()` and `-> Result` tests show a readable console.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Error {
+        Error(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The workspace root (the parent of this crate).
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("crate inside the workspace")
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR` if set, else `<workspace>/target`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
+    }
+}
+
+/// Runs a command to completion; an error names it and includes its output.
+fn run(cmd: &mut Command) -> Result<Output> {
+    let out = cmd
+        .output()
+        .map_err(|e| Error(format!("cannot run {cmd:?}: {e}")))?;
+    if !out.status.success() {
+        return Err(Error(format!(
+            "{cmd:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(out)
+}

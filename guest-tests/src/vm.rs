@@ -1,0 +1,412 @@
+//! A QEMU `microvm` runner: console capture, timeout, port forwarding, debug I/O ports.
+
+use std::fmt;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::{kernel, Error, Result};
+
+/// I/O port of the `isa-debug-exit` device ([`Vm::exit_device`]).
+pub const EXIT_PORT: u16 = 0xf4;
+/// I/O port recorded by `-debugcon` ([`Vm::debugcon`]).
+pub const DEBUGCON_PORT: u16 = 0x402;
+
+/// `panic=-1` and `reboot=t` (with `-no-reboot`) make every guest end, even a crashed one, end
+/// QEMU: microvm has no keyboard controller to reset through.
+const BASE_CMDLINE: &str = "console=ttyS0 quiet panic=-1 reboot=t";
+
+/// One VM to boot; see [`Vm::spawn`] and [`Vm::run`].
+pub struct Vm {
+    kernel: PathBuf,
+    cmdline: String,
+    initramfs: Option<PathBuf>,
+    disks: Vec<PathBuf>,
+    net: bool,
+    forwards: Vec<u16>,
+    debugcon: Option<PathBuf>,
+    exit_device: bool,
+    timeout: Duration,
+}
+
+impl Vm {
+    pub fn new(kernel: impl Into<PathBuf>) -> Vm {
+        Vm {
+            kernel: kernel.into(),
+            cmdline: BASE_CMDLINE.into(),
+            initramfs: None,
+            disks: Vec::new(),
+            net: false,
+            forwards: Vec::new(),
+            debugcon: None,
+            exit_device: false,
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// The guest-test kernel booting `/lupine-init` from `initramfs`.
+    pub fn lupine(initramfs: &Path) -> Result<Vm> {
+        Ok(Vm::new(kernel()?)
+            .initramfs(initramfs)
+            .append("rdinit=/lupine-init"))
+    }
+
+    /// Appends words to the kernel command line. QEMU appends `virtio_mmio.device=...` after
+    /// them, so words after a `--` here would be followed by those.
+    pub fn append(mut self, words: &str) -> Vm {
+        self.cmdline.push(' ');
+        self.cmdline.push_str(words);
+        self
+    }
+
+    pub fn initramfs(mut self, path: &Path) -> Vm {
+        self.initramfs = Some(path.into());
+        self
+    }
+
+    /// Adds a raw virtio-blk disk (the first one is /dev/vda).
+    pub fn disk(mut self, path: &Path) -> Vm {
+        self.disks.push(path.into());
+        self
+    }
+
+    /// A virtio-net NIC on QEMU user networking (guest 10.0.2.15/24, gateway 10.0.2.2,
+    /// DNS 10.0.2.3; the gateway reaches the host's loopback).
+    pub fn net(mut self) -> Vm {
+        self.net = true;
+        self
+    }
+
+    /// Forwards a free port on the host's 127.0.0.1 to `guest_port` (TCP); see
+    /// [`Running::host_port`]. Implies [`Vm::net`].
+    pub fn forward(mut self, guest_port: u16) -> Vm {
+        self.net = true;
+        self.forwards.push(guest_port);
+        self
+    }
+
+    /// Records bytes the guest writes to I/O port [`DEBUGCON_PORT`] into `path`.
+    pub fn debugcon(mut self, path: &Path) -> Vm {
+        self.debugcon = Some(path.into());
+        self
+    }
+
+    /// Adds `isa-debug-exit` at [`EXIT_PORT`]: a byte N written there ends QEMU with status
+    /// `(N << 1) | 1`.
+    pub fn exit_device(mut self) -> Vm {
+        self.exit_device = true;
+        self
+    }
+
+    /// Bounds the whole run (default 60 s): QEMU is killed then.
+    pub fn timeout(mut self, timeout: Duration) -> Vm {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Boots and waits for QEMU to end by itself.
+    pub fn run(self) -> Result<Outcome> {
+        self.spawn()?.wait()
+    }
+
+    /// Starts QEMU. When ports are forwarded, returns once QEMU listens on all of them;
+    /// a port taken by someone else between choosing and binding it is chosen again.
+    pub fn spawn(self) -> Result<Running> {
+        let deadline = Instant::now() + self.timeout;
+        for _ in 0..5 {
+            let ports = self
+                .forwards
+                .iter()
+                .map(|&guest| Ok((guest, free_port()?)))
+                .collect::<Result<Vec<_>>>()?;
+            let mut child = self
+                .command(&ports)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| Error(format!("cannot start qemu-system-x86_64: {e}")))?;
+            let mut running = Running {
+                console: Capture::start(child.stdout.take()),
+                stderr: Capture::start(child.stderr.take()),
+                child,
+                ports,
+                deadline,
+                timeout: self.timeout,
+            };
+            if running.ports_bound()? {
+                return Ok(running);
+            }
+        }
+        Err(Error("no free loopback port for QEMU after 5 tries".into()))
+    }
+
+    fn command(&self, ports: &[(u16, u16)]) -> Command {
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-M", "microvm,acpi=off", "-accel", "tcg", "-m", "256"])
+            .args([
+                "-no-reboot",
+                "-nodefaults",
+                "-nographic",
+                "-serial",
+                "stdio",
+            ])
+            .arg("-kernel")
+            .arg(&self.kernel)
+            .args(["-append", &self.cmdline]);
+        if let Some(initrd) = &self.initramfs {
+            cmd.arg("-initrd").arg(initrd);
+        }
+        for (i, disk) in self.disks.iter().enumerate() {
+            cmd.arg("-drive")
+                .arg(format!(
+                    "file={},if=none,id=d{i},format=raw",
+                    disk.display()
+                ))
+                .args(["-device", &format!("virtio-blk-device,drive=d{i}")]);
+        }
+        if self.net {
+            let mut netdev = "user,id=n0".to_string();
+            for (guest, host) in ports {
+                netdev += &format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}");
+            }
+            cmd.args(["-netdev", &netdev])
+                .args(["-device", "virtio-net-device,netdev=n0"]);
+        }
+        if let Some(path) = &self.debugcon {
+            cmd.arg("-debugcon")
+                .arg(format!("file:{}", path.display()))
+                .args([
+                    "-global",
+                    &format!("isa-debugcon.iobase={DEBUGCON_PORT:#x}"),
+                ]);
+        }
+        if self.exit_device {
+            cmd.args([
+                "-device",
+                &format!("isa-debug-exit,iobase={EXIT_PORT:#x},iosize=1"),
+            ]);
+        }
+        cmd
+    }
+}
+
+/// A port that was free on 127.0.0.1 a moment ago.
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A QEMU process; killed if dropped before [`Running::wait`] returns.
+pub struct Running {
+    child: Child,
+    console: Capture,
+    stderr: Capture,
+    ports: Vec<(u16, u16)>,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+impl Running {
+    /// The host port (on 127.0.0.1) forwarded to `guest_port`.
+    pub fn host_port(&self, guest_port: u16) -> u16 {
+        self.ports
+            .iter()
+            .find(|(guest, _)| *guest == guest_port)
+            .map(|(_, host)| *host)
+            .unwrap_or_else(|| panic!("guest port {guest_port} is not forwarded"))
+    }
+
+    /// The console so far.
+    pub fn console(&self) -> String {
+        self.console.text()
+    }
+
+    /// Waits until a console line starts with `prefix`; an error if QEMU ends or the VM's
+    /// timeout passes first.
+    pub fn wait_for_line(&mut self, prefix: &str) -> Result<()> {
+        let seen = |text: &str| text.lines().any(|l| l.starts_with(prefix));
+        loop {
+            if seen(&self.console.text()) {
+                return Ok(());
+            }
+            let exited = self.child.try_wait()?;
+            if exited.is_some() || Instant::now() > self.deadline {
+                // After exit, drain the pipe: the line may be in the last output.
+                let console = match exited {
+                    Some(_) => self.console.finish(),
+                    None => self.console.text(),
+                };
+                if seen(&console) {
+                    return Ok(());
+                }
+                let state = exited.map_or(format!("still running after {:?}", self.timeout), |s| {
+                    s.to_string()
+                });
+                return Err(Error(format!(
+                    "no console line starting with {prefix:?}; QEMU {state}\n--- console ---\n{console}"
+                )));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for QEMU to exit by itself; past the timeout it is killed and the error holds
+    /// the console so far.
+    pub fn wait(mut self) -> Result<Outcome> {
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if Instant::now() > self.deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return Err(Error(format!(
+                    "QEMU still running after {:?}: killed\n--- console ---\n{}--- stderr ---\n{}",
+                    self.timeout,
+                    self.console.finish(),
+                    self.stderr.finish()
+                )));
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        Ok(Outcome {
+            console: self.console.finish(),
+            stderr: self.stderr.finish(),
+            status,
+        })
+    }
+
+    /// Waits until QEMU listens on the forwarded ports (it binds them before the guest
+    /// runs, so this is quick); false if it quit because one was taken meanwhile.
+    fn ports_bound(&mut self) -> Result<bool> {
+        while !self.listening()? {
+            if self.child.try_wait()?.is_some() {
+                return Ok(!self.stderr.finish().contains("host forwarding"));
+            }
+            if Instant::now() > self.deadline {
+                return Ok(true); // wait() reports the timeout
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        Ok(true)
+    }
+
+    /// Whether QEMU itself listens on every forwarded port. Checked through the socket inodes
+    /// in /proc so that another process holding the port does not count.
+    fn listening(&self) -> Result<bool> {
+        if self.ports.is_empty() {
+            return Ok(true);
+        }
+        let fd_dir = format!("/proc/{}/fd", self.child.id());
+        let owned: Vec<String> = match std::fs::read_dir(fd_dir) {
+            Ok(entries) => entries
+                .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|l| {
+                    Some(
+                        l.to_str()?
+                            .strip_prefix("socket:[")?
+                            .strip_suffix(']')?
+                            .to_string(),
+                    )
+                })
+                .collect(),
+            Err(_) => return Ok(false), // exited
+        };
+        let table = std::fs::read_to_string("/proc/net/tcp")?;
+        Ok(self.ports.iter().all(|(_, host)| {
+            let local = format!("0100007F:{host:04X}");
+            table.lines().skip(1).any(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+                f.len() > 9 && f[1] == local && f[3] == "0A" && owned.iter().any(|i| i == f[9])
+            })
+        }))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A no-op once wait() has reaped QEMU.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The end of a VM run.
+pub struct Outcome {
+    /// Serial console output, `\r` removed.
+    pub console: String,
+    /// QEMU's own stderr.
+    pub stderr: String,
+    pub status: ExitStatus,
+}
+
+impl Outcome {
+    /// QEMU's exit code (None if killed by a signal).
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// Console lines without trailing whitespace.
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        self.console.lines().map(str::trim_end)
+    }
+
+    pub fn has_line(&self, line: &str) -> bool {
+        self.lines().any(|l| l == line)
+    }
+
+    /// The console lines starting with `prefix`.
+    pub fn lines_starting<'a>(&'a self, prefix: &'a str) -> Vec<&'a str> {
+        self.lines().filter(|l| l.starts_with(prefix)).collect()
+    }
+}
+
+/// For assertion messages: the status, console and stderr.
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "QEMU {}\n--- console ---\n{}--- stderr ---\n{}",
+            self.status, self.console, self.stderr
+        )
+    }
+}
+
+/// A pipe drained into a shared buffer by a thread, readable while QEMU runs.
+struct Capture {
+    buf: Arc<Mutex<Vec<u8>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Capture {
+    fn start(pipe: Option<impl Read + Send + 'static>) -> Capture {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let thread = pipe.map(|p| {
+            let (mut pipe, buf) = (p, Arc::clone(&buf));
+            thread::spawn(move || {
+                let mut chunk = [0u8; 4096];
+                while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                    buf.lock().unwrap().extend_from_slice(&chunk[..n]);
+                }
+            })
+        });
+        Capture { buf, thread }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buf.lock().unwrap()).replace('\r', "")
+    }
+
+    /// All of it, once the process has exited (the pipe then reaches EOF).
+    fn finish(&mut self) -> String {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.text()
+    }
+}

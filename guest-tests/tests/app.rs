@@ -1,0 +1,108 @@
+//! What the app sees: hostname, environment, cwd, a mounted ext4 disk, addresses, routes,
+//! DNS and hosts files; and how its exit is reported.
+
+use guest_tests::{ext4_image, Initramfs, TempDir, Vm};
+
+const MANIFEST: &str = r#"{"version": 1,
+ "app": {"path": "/bin/sh", "args": ["/app.sh"], "env": {"KEY": "VALUE"}, "cwd": "/data"},
+ "hostname": "guest1",
+ "mounts": [{"source": "/dev/vda", "target": "/data", "fstype": "ext4", "mkdir": true, "wait_s": 2}],
+ "network": {"interfaces": [{"name": "eth0", "addresses": ["10.0.2.15/24", "fd00::15/64"], "mtu": 1400}],
+             "routes": [{"destination": "default", "gateway": "10.0.2.2"}],
+             "dns": {"nameservers": ["10.0.2.3"], "search": ["example.internal"]}, "wait_s": 2}}"#;
+
+// Prefixes keep each fact on its own recognisable line. `cat note.txt` is relative: it only
+// works if the cwd is the mounted disk.
+const APP: &str = r#"
+echo "hostname: $(hostname)"
+echo "pwd: $(pwd)"
+env | while read -r l; do echo "env: $l"; done
+echo "file: $(cat note.txt)"
+ip addr show dev eth0 | while read -r l; do echo "addr: $l"; done
+ip route | while read -r l; do echo "route: $l"; done
+while read -r l; do echo "resolv: $l"; done < /etc/resolv.conf
+while read -r l; do echo "hosts: $l"; done < /etc/hosts
+exit 7
+"#;
+
+#[test]
+fn app_sees_its_configured_vm() {
+    let tmp = TempDir::new("app").unwrap();
+    let initrd = Initramfs::new(MANIFEST)
+        .unwrap()
+        .file("/app.sh", 0o755, APP)
+        .write(tmp.join("initramfs.cpio"))
+        .unwrap();
+    let disk = ext4_image(&tmp.join("data.ext4"), 8, &[("note.txt", "on the disk")]).unwrap();
+    let out = Vm::lupine(&initrd)
+        .unwrap()
+        .disk(&disk)
+        .net()
+        .run()
+        .unwrap();
+
+    for line in [
+        "hostname: guest1",
+        "pwd: /data",
+        "env: KEY=VALUE",
+        "env: TERM=linux",
+        "file: on the disk",
+        "resolv: nameserver 10.0.2.3",
+        "resolv: search example.internal",
+    ] {
+        assert!(out.has_line(line), "missing {line:?}\n{out}");
+    }
+    let env = |name: &str| out.lines_starting(&format!("env: {name}=")).concat();
+    assert!(
+        env("PATH").split([':', '=']).any(|d| d == "/bin"),
+        "PATH lacks /bin\n{out}"
+    );
+    assert!(
+        env("HOME").starts_with("env: HOME=/"),
+        "no absolute HOME\n{out}"
+    );
+
+    let addr = out.lines_starting("addr: ").join("\n");
+    assert!(
+        addr.contains("eth0: <") && addr.contains(",UP") && addr.contains("mtu 1400"),
+        "eth0 not up with mtu 1400\n{out}"
+    );
+    assert!(
+        addr.contains("addr: inet 10.0.2.15/24 "),
+        "no IPv4 address\n{out}"
+    );
+    assert!(
+        addr.contains("addr: inet6 fd00::15/64 "),
+        "no IPv6 address\n{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("route: default via 10.0.2.2 dev eth0")),
+        "no default route\n{out}"
+    );
+
+    let hosts: Vec<Vec<&str>> = out
+        .lines_starting("hosts: ")
+        .iter()
+        .map(|l| l.split_whitespace().skip(1).collect())
+        .collect();
+    assert!(
+        hosts
+            .iter()
+            .any(|h| h[0] == "127.0.0.1" && h.contains(&"localhost")),
+        "{out}"
+    );
+    assert!(
+        hosts.contains(&vec!["10.0.2.15", "guest1"]),
+        "hostname not on its address in /etc/hosts\n{out}"
+    );
+
+    assert_eq!(
+        out.lines_starting("lupine: exit status"),
+        ["lupine: exit status 7"],
+        "{out}"
+    );
+    assert!(out.lines_starting("lupine: fatal").is_empty(), "{out}");
+    // No exit_port: lupine-init reboots, which ends QEMU (-no-reboot) with status 0.
+    assert_eq!(out.code(), Some(0), "{out}");
+}

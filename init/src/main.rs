@@ -1,0 +1,272 @@
+//! lupine-init: PID 1 of a Lupine microVM. It reads the app's JSON manifest, sets up the VM
+//! (filesystems, network, hostname, sysctls), runs the one application, reports how it ended
+//! and ends the VM.
+
+mod cmdline;
+mod entropy;
+mod error;
+mod hw;
+mod ipconfig;
+mod logger;
+mod manifest;
+mod mounts;
+mod net;
+mod process;
+mod supervise;
+mod system;
+
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::time::Instant;
+
+use error::{Context, Fatal};
+use manifest::{Manifest, Mode, OnExit};
+use supervise::Exit;
+
+const DEFAULT_MANIFEST: &str = "/etc/lupine.json";
+
+const USAGE: &str = "usage: lupine-init                 run as PID 1 (init=/lupine-init)
+       lupine-init --check FILE    validate a manifest and print every problem
+       lupine-init --version";
+
+fn main() {
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    match args.get(1).map(String::as_str) {
+        Some("--check") => std::process::exit(check(args.get(2).map(String::as_str))),
+        Some("--version") => {
+            println!("lupine-init {}", env!("CARGO_PKG_VERSION"));
+            return;
+        }
+        Some("--help" | "-h") => {
+            println!("{USAGE}");
+            return;
+        }
+        _ => {}
+    }
+    if std::process::id() != 1 {
+        // Guard: PID 1's last act is reboot(2), which must never reach a host.
+        eprintln!("lupine-init: not PID 1: boot it with init=/lupine-init\n{USAGE}");
+        std::process::exit(2);
+    }
+    let mut ending = Ending::default();
+    match run(&args[1..], &mut ending) {
+        Ok(exit) => {
+            nix::unistd::sync();
+            say(&exit.line());
+            ending.finish(exit.status())
+        }
+        Err(fatal) => {
+            log::error!("fatal: {fatal}");
+            nix::unistd::sync();
+            say(&format!("lupine: fatal: {fatal}"));
+            ending.finish(fatal.status)
+        }
+    }
+}
+
+/// `--check FILE`: every problem with its JSON path, exit 1; `ok`, exit 0.
+fn check(path: Option<&str>) -> i32 {
+    let Some(path) = path else {
+        eprintln!("{USAGE}");
+        return 2;
+    };
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{path}: {e}");
+            return 1;
+        }
+    };
+    match manifest::parse(&text) {
+        Ok(_) => {
+            println!("ok");
+            0
+        }
+        Err(problems) => {
+            for p in problems.0 {
+                println!("{path}: {p}");
+            }
+            1
+        }
+    }
+}
+
+/// One line on the console, written at once.
+fn say(line: &str) {
+    let _ = std::io::stdout().write_all(format!("{line}\n").as_bytes());
+}
+
+/// How to end the VM; known once the manifest is read.
+#[derive(Default)]
+struct Ending {
+    on_exit: OnExit,
+    exit_port: Option<u16>,
+}
+
+impl Ending {
+    fn finish(&self, status: u8) -> ! {
+        if let Some(port) = self.exit_port {
+            if let Err(e) = hw::outb(port, status) {
+                log::error!("exit_port: {e}");
+            }
+        }
+        let e = hw::end_vm(self.on_exit);
+        eprintln!("lupine: fatal: on_exit: reboot(2): {}", e.desc());
+        std::process::exit(status.into())
+    }
+}
+
+/// Logs how long each phase took, at debug level.
+struct Phases(Instant);
+
+impl Phases {
+    fn done(&mut self, phase: &str) {
+        let now = Instant::now();
+        log::debug!("{phase}: {:?}", now - self.0);
+        self.0 = now;
+    }
+}
+
+fn run(args: &[String], ending: &mut Ending) -> Result<Exit, Fatal> {
+    let mut phases = Phases(Instant::now());
+    mounts::defaults();
+    console_on_std_fds();
+    // Ctrl-Alt-Del becomes SIGINT to init, which stops the app gracefully.
+    let _ = nix::sys::reboot::set_cad_enabled(false);
+    let cmdline = cmdline::parse(&fs::read_to_string("/proc/cmdline").unwrap_or_default());
+    let cmdline_level = cmdline.log.as_deref().and_then(manifest::parse_level);
+    logger::init(cmdline_level.unwrap_or(log::LevelFilter::Info));
+    phases.done("default mounts");
+
+    let mut m = load_manifest(cmdline.manifest.as_deref())?;
+    ending.on_exit = m.on_exit;
+    ending.exit_port = m.exit_port;
+    let level = cmdline_level.or(m.log).unwrap_or(log::LevelFilter::Info);
+    log::set_max_level(level);
+    if level >= log::LevelFilter::Debug {
+        // Unthrottle /dev/kmsg: debug output is more than its default rate limit.
+        let _ = fs::write("/proc/sys/kernel/printk_devkmsg", "on");
+    }
+    if let Some((path, rest)) = args.split_first() {
+        m.app.path = Some(path.clone());
+        m.app.args = rest.to_vec();
+    }
+    phases.done("manifest");
+
+    if let Some(seed) = &m.entropy_seed {
+        entropy::credit_seed(seed).step("entropy.seed_file")?;
+        phases.done("entropy");
+    }
+
+    let ip = match (&m.network, &cmdline.ip) {
+        (None, Some(ip)) => Some(ipconfig::parse(ip).map_err(|e| Fatal::new("ip=", e))?),
+        _ => None,
+    };
+    let network = m.network.as_ref().or(ip.as_ref().map(|c| &c.network));
+    let hostname = m
+        .hostname
+        .as_deref()
+        .or(ip.as_ref().and_then(|c| c.hostname.as_deref()))
+        .unwrap_or("lupine");
+    system::set_hostname(hostname)?;
+    if let Err(e) = net::loopback_up() {
+        log::warn!("loopback: {e}");
+    }
+    if let Some(net) = network {
+        net::configure(net).step("network")?;
+        if let Some(text) = net::resolv_conf(net) {
+            system::write_atomic("/etc/resolv.conf", text).step("network.dns: /etc/resolv.conf")?;
+        }
+    }
+    if let Err(e) = system::write_atomic("/etc/hosts", system::hosts_file(hostname, network)) {
+        log::warn!("/etc/hosts: {e}");
+    }
+    phases.done("network");
+
+    mounts::manifest_mounts(&m.mounts)?;
+    system::apply_sysctls(&m.sysctl)?;
+    let launch = process::resolve(
+        &m.app,
+        std::env::vars_os(),
+        &m.rlimits,
+        std::path::Path::new("/etc"),
+    )?;
+    phases.done("mounts, sysctls, app");
+
+    let marker = || {
+        if let Some(marker) = m.boot_marker {
+            if let Err(e) = hw::boot_marker(marker) {
+                log::warn!("boot_marker: {e}");
+            }
+        }
+    };
+    match m.mode {
+        Mode::Exec => {
+            take_console();
+            process::prepare(&launch, marker)?;
+            Err(process::exec(&launch))
+        }
+        Mode::Supervise => {
+            let signals = supervise::block_signals();
+            let app = supervise::spawn(|| {
+                take_console();
+                match process::prepare(&launch, marker) {
+                    Ok(()) => process::exec(&launch),
+                    Err(fatal) => fatal,
+                }
+            })?;
+            log::info!("started {} as pid {app}", launch.path.to_string_lossy());
+            Ok(supervise::wait(app, &signals))
+        }
+    }
+}
+
+fn load_manifest(path: Option<&str>) -> Result<Manifest, Fatal> {
+    let (path, explicit) = match path {
+        Some(p) => (p, true),
+        None => (DEFAULT_MANIFEST, false),
+    };
+    match fs::read_to_string(path) {
+        Ok(text) => manifest::parse(&text).map_err(|p| Fatal::new("manifest", format!("{path}: {p}"))),
+        Err(e) if e.kind() == ErrorKind::NotFound && !explicit => {
+            log::info!("no {path}: running the kernel's arguments with defaults");
+            Ok(Manifest::default())
+        }
+        Err(e) => Err(Fatal::new("manifest", format!("{path}: {e}"))),
+    }
+}
+
+/// When the kernel could not give init a console (Rust's runtime then put /dev/null on fds
+/// 0-2), open /dev/console now that devtmpfs is mounted.
+fn console_on_std_fds() {
+    let is_null = |fd: i32| {
+        // SAFETY: fstat of a descriptor we only inspect.
+        let f = unsafe { std::mem::ManuallyDrop::new(<fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd)) };
+        f.metadata()
+            .map(|m| m.file_type().is_char_device() && m.rdev() == libc::makedev(1, 3))
+            .unwrap_or(true)
+    };
+    if !(0..3).all(is_null) {
+        return;
+    }
+    if let Ok(console) = fs::OpenOptions::new().read(true).write(true).open("/dev/console") {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors, which nothing else owns.
+            unsafe { libc::dup2(console.as_raw_fd(), fd) };
+        }
+    }
+}
+
+/// Gives the app the console as its controlling terminal in a session of its own, so shells
+/// and job control work ("can't access tty" otherwise).
+fn take_console() {
+    let _ = nix::unistd::setsid();
+    // SAFETY: TIOCSCTTY takes an int argument and only affects this process's session.
+    if unsafe { libc::isatty(0) } == 1 {
+        unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+    }
+}
