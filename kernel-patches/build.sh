@@ -23,6 +23,11 @@ cache=${LUPINE_CACHE:-$HOME/.cache/lupine}
 key=$( { echo "$srcver"; gcc --version | head -1; cat "$0" "$fragment"; } | sha256sum | cut -c1-16)
 result=$cache/kernel/$profile-$key
 
+# One build at a time per cache: concurrent runs share build trees.
+mkdir -p "$cache"
+exec 9>"$cache/.build.lock"
+flock 9
+
 if [ ! -f "$result/bzImage" ]; then
   src=$cache/src/linux-$srcver
   if [ ! -f "$src/.extracted" ]; then
@@ -66,7 +71,11 @@ JSON
   rm -rf "$result" && mv "$tmp" "$result"
 fi
 
+# Install by rename, so a reader never sees half a file.
 mkdir -p "$outdir"
-cp "$result/bzImage" "$result/vmlinux" "$result/manifest.json" "$outdir/"
-cp "$result/config" "$outdir/.config"
+for f in bzImage vmlinux manifest.json config; do
+  dest=$outdir/$f
+  [ "$f" = config ] && dest=$outdir/.config
+  cp "$result/$f" "$dest.tmp.$$" && mv -f "$dest.tmp.$$" "$dest"
+done
 echo "$outdir/bzImage"

@@ -52,6 +52,11 @@ impl Initramfs {
         self
     }
 
+    pub fn dir(mut self, path: &str) -> Initramfs {
+        self.cpio.dir(path, 0o755);
+        self
+    }
+
     /// Writes the archive to `path` and returns it.
     pub fn write(self, path: impl Into<PathBuf>) -> Result<PathBuf> {
         let path = path.into();

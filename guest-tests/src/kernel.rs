@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use crate::{run, target_dir, workspace_root, Error, Result};
 
 /// The guest kernel's bzImage: `LUPINE_KERNEL` if set, else `kernel-patches/build.sh
-/// guest-test` into `target/guest-tests/kernel` (cached by build.sh; minutes when cold).
+/// guest-test target/guest-tests/kernel` (cached by build.sh; minutes when cold).
 pub fn kernel() -> Result<PathBuf> {
     static KERNEL: OnceLock<Result<PathBuf>> = OnceLock::new();
     KERNEL
@@ -16,16 +16,15 @@ pub fn kernel() -> Result<PathBuf> {
             if let Some(path) = env::var_os("LUPINE_KERNEL") {
                 return existing(PathBuf::from(path), "LUPINE_KERNEL");
             }
-            let out = target_dir().join("guest-tests/kernel");
-            std::fs::create_dir_all(&out)?;
-            // build.sh shares one build tree per profile and takes no lock itself: serialise
-            // the test binaries (cargo may run several at once, e.g. under nextest).
-            run(Command::new("flock")
-                .arg(target_dir().join("guest-tests/kernel.lock"))
-                .arg(workspace_root().join("kernel-patches/build.sh"))
-                .arg("guest-test")
-                .arg(&out))?;
-            existing(out.join("bzImage"), "build.sh output")
+            // build.sh serialises builds and installs its outputs by rename.
+            let dir = target_dir().join("guest-tests/kernel");
+            run(
+                Command::new(workspace_root().join("kernel-patches/build.sh"))
+                    .arg("guest-test")
+                    .arg(&dir),
+            )?;
+            let bzimage = dir.join("bzImage");
+            existing(bzimage, "build.sh output")
         })
         .clone()
 }

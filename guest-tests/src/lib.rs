@@ -20,7 +20,7 @@ use std::process::{Command, Output};
 pub use image::{ext4_image, Initramfs, APPLETS};
 pub use kernel::{kernel, lupine_init};
 pub use tmp::TempDir;
-pub use vm::{Outcome, Running, Vm};
+pub use vm::{Outcome, Running, Vm, DEBUGCON_PORT, EXIT_PORT};
 
 /// A harness failure; carries the console or command output that explains it.
 #[derive(Clone)]

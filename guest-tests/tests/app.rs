@@ -106,3 +106,27 @@ fn app_sees_its_configured_vm() {
     // No exit_port: lupine-init reboots, which ends QEMU (-no-reboot) with status 0.
     assert_eq!(out.code(), Some(0), "{out}");
 }
+
+#[test]
+fn cmdline_words_after_dashes_replace_the_app() {
+    let tmp = TempDir::new("cmdline-app").unwrap();
+    let manifest =
+        r#"{"version": 1, "app": {"path": "/bin/sh", "args": ["-c", "echo manifest app"]}}"#;
+    let initrd = Initramfs::new(manifest)
+        .unwrap()
+        .write(tmp.join("initramfs.cpio"))
+        .unwrap();
+    // No virtio devices: QEMU microvm would append `virtio_mmio.device=...` after our words.
+    let out = Vm::lupine(&initrd)
+        .unwrap()
+        .append("-- /bin/echo replaced app")
+        .run()
+        .unwrap();
+    assert!(out.has_line("replaced app"), "{out}");
+    assert!(!out.has_line("manifest app"), "{out}");
+    assert_eq!(
+        out.lines_starting("lupine: exit status"),
+        ["lupine: exit status 0"],
+        "{out}"
+    );
+}

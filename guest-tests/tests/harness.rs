@@ -10,7 +10,7 @@ fn busybox_init_sees_disk_and_vm_ends() {
     let initrd = Initramfs::busybox()
         .unwrap()
         .file("/init.sh", 0o755, script)
-        .file("/mnt/.keep", 0o644, "")
+        .dir("/mnt")
         .write(tmp.join("initramfs.cpio"))
         .unwrap();
     let disk = ext4_image(&tmp.join("disk.ext4"), 8, &[("greeting", "hello disk")]).unwrap();

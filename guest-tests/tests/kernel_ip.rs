@@ -1,9 +1,9 @@
 //! `ip=` on the kernel command line configures eth0 when the manifest has no network.
 
-use std::io::Read;
+use std::io::{ErrorKind, Read};
 use std::net::TcpListener;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use guest_tests::{Initramfs, TempDir, Vm};
 
@@ -27,12 +27,24 @@ fn kernel_ip_parameter_configures_eth0() {
         .file("/app.sh", 0o755, app)
         .write(tmp.join("initramfs.cpio"))
         .unwrap();
-    let received = thread::spawn(move || {
-        let (mut s, _) = listener.accept()?;
+    // Accepting in a thread with a deadline: a guest that never calls must fail, not hang.
+    let received = thread::spawn(move || -> std::io::Result<String> {
+        listener.set_nonblocking(true)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut s = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        s.set_nonblocking(false)?;
         s.set_read_timeout(Some(Duration::from_secs(20)))?;
         let mut text = String::new();
         s.read_to_string(&mut text)?;
-        std::io::Result::Ok(text)
+        Ok(text)
     });
     let out = Vm::lupine(&initrd)
         .unwrap()
@@ -58,7 +70,5 @@ fn kernel_ip_parameter_configures_eth0() {
         ["lupine: exit status 0"],
         "{out}"
     );
-    // The listener is dropped with the thread if the guest never called: accept() would block
-    // forever, so only join once the guest reported success above.
     assert_eq!(received.join().unwrap().unwrap(), "hello-host\n", "{out}");
 }

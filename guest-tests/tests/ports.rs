@@ -1,14 +1,16 @@
 //! The VMM-facing I/O ports: the exit status through isa-debug-exit and the boot marker
 //! through debugcon.
 
-use guest_tests::{Initramfs, TempDir, Vm};
+use guest_tests::{Initramfs, TempDir, Vm, DEBUGCON_PORT, EXIT_PORT};
 
 #[test]
 fn exit_port_carries_app_status_to_qemu() {
     let tmp = TempDir::new("exit-port").unwrap();
-    let manifest = r#"{"version": 1, "app": {"path": "/bin/sh", "args": ["-c", "exit 5"]},
-                       "exit_port": 244}"#;
-    let initrd = Initramfs::new(manifest)
+    let manifest = format!(
+        r#"{{"version": 1, "app": {{"path": "/bin/sh", "args": ["-c", "exit 5"]}},
+            "exit_port": {EXIT_PORT}}}"#
+    );
+    let initrd = Initramfs::new(&manifest)
         .unwrap()
         .write(tmp.join("initramfs.cpio"))
         .unwrap();
@@ -25,9 +27,11 @@ fn exit_port_carries_app_status_to_qemu() {
 #[test]
 fn boot_marker_reaches_debugcon() {
     let tmp = TempDir::new("boot-marker").unwrap();
-    let manifest = r#"{"version": 1, "app": {"path": "/bin/sh", "args": ["-c", "echo app ran"]},
-                       "boot_marker": {"ioport": 1026, "value": 123}}"#;
-    let initrd = Initramfs::new(manifest)
+    let manifest = format!(
+        r#"{{"version": 1, "app": {{"path": "/bin/sh", "args": ["-c", "echo app ran"]}},
+            "boot_marker": {{"ioport": {DEBUGCON_PORT}, "value": 123}}}}"#
+    );
+    let initrd = Initramfs::new(&manifest)
         .unwrap()
         .write(tmp.join("initramfs.cpio"))
         .unwrap();

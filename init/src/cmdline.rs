@@ -67,7 +67,10 @@ mod tests {
         );
         assert_eq!(c.manifest.as_deref(), Some("/m.json"));
         assert_eq!(c.log.as_deref(), Some("debug"));
-        assert_eq!(c.ip.as_deref(), Some("10.0.2.15::10.0.2.2:255.255.255.0::eth0:off"));
+        assert_eq!(
+            c.ip.as_deref(),
+            Some("10.0.2.15::10.0.2.2:255.255.255.0::eth0:off")
+        );
     }
 
     #[test]

@@ -24,7 +24,9 @@ pub fn credit_seed(path: &str) -> Result<(), String> {
         .write(true)
         .open("/dev/urandom")
         .map_err(|e| format!("/dev/urandom: {e}"))?;
-    random.write_all(&seed).map_err(|e| format!("/dev/urandom: {e}"))?;
+    random
+        .write_all(&seed)
+        .map_err(|e| format!("/dev/urandom: {e}"))?;
 
     let mut fresh = vec![0u8; seed.len()];
     // SAFETY: writes at most fresh.len() bytes into `fresh`.

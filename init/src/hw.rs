@@ -13,10 +13,15 @@ use crate::manifest::{BootMarker, OnExit};
 pub fn outb(port: u16, value: u8) -> Result<(), String> {
     // SAFETY: ioperm only changes this process's I/O permission bitmap.
     if unsafe { libc::ioperm(port.into(), 1, 1) } != 0 {
-        return Err(format!("ioperm port {port:#x}: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "ioperm port {port:#x}: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     // SAFETY: the port is now accessible; writing it has no effect on our memory.
-    unsafe { std::arch::asm!("out dx, al", in("dx") port, in("al") value, options(nostack, nomem)) };
+    unsafe {
+        std::arch::asm!("out dx, al", in("dx") port, in("al") value, options(nostack, nomem))
+    };
     // SAFETY: as above; the app must not inherit the permission.
     unsafe { libc::ioperm(port.into(), 1, 0) };
     Ok(())

@@ -151,9 +151,21 @@ fn run(args: &[String], ending: &mut Ending) -> Result<Exit, Fatal> {
         // Unthrottle /dev/kmsg: debug output is more than its default rate limit.
         let _ = fs::write("/proc/sys/kernel/printk_devkmsg", "on");
     }
+    // QEMU's microvm machine appends virtio_mmio.device=... to the command line, after any
+    // `--`: those words reach init as arguments, and the kernel never sees those devices.
+    let (args, misplaced): (Vec<&String>, Vec<&String>) = args
+        .iter()
+        .partition(|a| !a.starts_with("virtio_mmio.device="));
+    if !misplaced.is_empty() {
+        log::warn!(
+            "dropped {} virtio_mmio.device= argument(s) that came after --: those devices are \
+             not registered; pass the app in the manifest instead",
+            misplaced.len()
+        );
+    }
     if let Some((path, rest)) = args.split_first() {
-        m.app.path = Some(path.clone());
-        m.app.args = rest.to_vec();
+        m.app.path = Some(path.to_string());
+        m.app.args = rest.iter().map(|a| a.to_string()).collect();
     }
     phases.done("manifest");
 
@@ -231,7 +243,9 @@ fn load_manifest(path: Option<&str>) -> Result<Manifest, Fatal> {
         None => (DEFAULT_MANIFEST, false),
     };
     match fs::read_to_string(path) {
-        Ok(text) => manifest::parse(&text).map_err(|p| Fatal::new("manifest", format!("{path}: {p}"))),
+        Ok(text) => {
+            manifest::parse(&text).map_err(|p| Fatal::new("manifest", format!("{path}: {p}")))
+        }
         Err(e) if e.kind() == ErrorKind::NotFound && !explicit => {
             log::info!("no {path}: running the kernel's arguments with defaults");
             Ok(Manifest::default())
@@ -245,7 +259,9 @@ fn load_manifest(path: Option<&str>) -> Result<Manifest, Fatal> {
 fn console_on_std_fds() {
     let is_null = |fd: i32| {
         // SAFETY: fstat of a descriptor we only inspect.
-        let f = unsafe { std::mem::ManuallyDrop::new(<fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd)) };
+        let f = unsafe {
+            std::mem::ManuallyDrop::new(<fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd))
+        };
         f.metadata()
             .map(|m| m.file_type().is_char_device() && m.rdev() == libc::makedev(1, 3))
             .unwrap_or(true)
@@ -253,7 +269,11 @@ fn console_on_std_fds() {
     if !(0..3).all(is_null) {
         return;
     }
-    if let Ok(console) = fs::OpenOptions::new().read(true).write(true).open("/dev/console") {
+    if let Ok(console) = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/console")
+    {
         for fd in 0..3 {
             // SAFETY: dup2 onto the standard descriptors, which nothing else owns.
             unsafe { libc::dup2(console.as_raw_fd(), fd) };

@@ -335,7 +335,10 @@ impl Validator {
         match v.as_f64() {
             Some(s) if (0.0..=3600.0).contains(&s) => s,
             _ => {
-                self.problem(path, format!("{} is not a number of seconds (0 to 3600)", show(v)));
+                self.problem(
+                    path,
+                    format!("{} is not a number of seconds (0 to 3600)", show(v)),
+                );
                 0.0
             }
         }
@@ -491,7 +494,10 @@ impl Validator {
                 for (key, value) in map {
                     let kp = join(&p, key);
                     if key.is_empty() || key.contains('=') || key.contains('\0') {
-                        self.problem(&kp, "is not a valid variable name (empty, or has '=' or NUL)");
+                        self.problem(
+                            &kp,
+                            "is not a valid variable name (empty, or has '=' or NUL)",
+                        );
                     } else if let Some(value) = self.string(&kp, value) {
                         app.env.insert(key.clone(), value);
                     }
@@ -507,7 +513,10 @@ impl Validator {
             app.user = self.string(&p, v).and_then(|s| match parse_user(&s) {
                 Some(u) => Some(u),
                 None => {
-                    self.problem(&p, format!("{} is not \"uid[:gid]\" or \"name[:group]\"", show(v)));
+                    self.problem(
+                        &p,
+                        format!("{} is not \"uid[:gid]\" or \"name[:group]\"", show(v)),
+                    );
                     None
                 }
             });
@@ -529,7 +538,13 @@ impl Validator {
             app.umask = match v.as_str().map(|s| u32::from_str_radix(s, 8)) {
                 Some(Ok(n)) if n <= 0o777 => Some(n),
                 _ => {
-                    self.problem(&p, format!("{} is not an octal string from \"0000\" to \"0777\"", show(v)));
+                    self.problem(
+                        &p,
+                        format!(
+                            "{} is not an octal string from \"0000\" to \"0777\"",
+                            show(v)
+                        ),
+                    );
                     None
                 }
             };
@@ -544,7 +559,10 @@ impl Validator {
         } else {
             self.problem(
                 path,
-                format!("{} is not a hostname (1-64 of a-z, A-Z, 0-9, '-', '.')", show(v)),
+                format!(
+                    "{} is not a hostname (1-64 of a-z, A-Z, 0-9, '-', '.')",
+                    show(v)
+                ),
             );
             None
         }
@@ -619,7 +637,10 @@ impl Validator {
                     for (i, s) in self.strings(&p, v).into_iter().enumerate() {
                         match s.parse::<IpAddr>() {
                             Ok(ip) => net.nameservers.push(ip),
-                            Err(_) => self.problem(&format!("{p}[{i}]"), format!("{s:?} is not an IP address")),
+                            Err(_) => self.problem(
+                                &format!("{p}[{i}]"),
+                                format!("{s:?} is not an IP address"),
+                            ),
                         }
                     }
                 }
@@ -628,7 +649,10 @@ impl Validator {
                         if valid_hostname(&s) {
                             net.search.push(s);
                         } else {
-                            self.problem(&format!("{p}[{i}]"), format!("{s:?} is not a domain name"));
+                            self.problem(
+                                &format!("{p}[{i}]"),
+                                format!("{s:?} is not a domain name"),
+                            );
                         }
                     }
                 }
@@ -660,7 +684,9 @@ impl Validator {
             for (i, s) in self.strings(&p, v).into_iter().enumerate() {
                 match parse_prefix(&s) {
                     Some(prefix) => addresses.push(prefix),
-                    None => self.problem(&format!("{p}[{i}]"), format!("{s:?} is not an IP prefix")),
+                    None => {
+                        self.problem(&format!("{p}[{i}]"), format!("{s:?} is not an IP prefix"))
+                    }
                 }
             }
         }
@@ -762,7 +788,10 @@ impl Validator {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
             if !valid_key {
-                self.problem(&kp, "is not a sysctl name (dotted, as in net.core.somaxconn)");
+                self.problem(
+                    &kp,
+                    "is not a sysctl name (dotted, as in net.core.somaxconn)",
+                );
                 continue;
             }
             let value = match value {
@@ -788,7 +817,10 @@ impl Validator {
             let p = join(path, name);
             let Some(resource) = resource_by_name(name) else {
                 let names: Vec<&str> = RESOURCES.iter().map(|(n, _)| *n).collect();
-                self.problem(&p, format!("unknown resource (expected one of: {})", names.join(", ")));
+                self.problem(
+                    &p,
+                    format!("unknown resource (expected one of: {})", names.join(", ")),
+                );
                 continue;
             };
             let Some(f) = self.object(&p, value, &["soft", "hard"]) else {
@@ -825,7 +857,10 @@ impl Validator {
             _ => match v.as_u64() {
                 Some(n) if n < UNLIMITED => Some(n),
                 _ => {
-                    self.problem(path, format!("{} is not a non-negative integer or \"unlimited\"", show(v)));
+                    self.problem(
+                        path,
+                        format!("{} is not a non-negative integer or \"unlimited\"", show(v)),
+                    );
                     None
                 }
             },
@@ -844,7 +879,10 @@ impl Validator {
         match (f.get("ioport"), f.get("mmio")) {
             (Some((p, v)), None) => {
                 let port = self.uint(&p, v, 0xffff)? as u16;
-                Some(BootMarker::IoPort { port, value: value? })
+                Some(BootMarker::IoPort {
+                    port,
+                    value: value?,
+                })
             }
             (None, Some((p, v))) => {
                 let address = match v {
@@ -852,10 +890,16 @@ impl Validator {
                     _ => v.as_u64(),
                 };
                 let Some(address) = address else {
-                    self.problem(&p, format!("{} is not an address (a number or \"0x...\")", show(v)));
+                    self.problem(
+                        &p,
+                        format!("{} is not an address (a number or \"0x...\")", show(v)),
+                    );
                     return None;
                 };
-                Some(BootMarker::Mmio { address, value: value? })
+                Some(BootMarker::Mmio {
+                    address,
+                    value: value?,
+                })
             }
             _ => {
                 self.problem(path, "needs exactly one of \"ioport\" and \"mmio\"");
@@ -926,7 +970,8 @@ pub fn valid_hostname(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.split('.').all(|label| !label.is_empty())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 pub fn valid_ifname(s: &str) -> bool {
@@ -934,7 +979,8 @@ pub fn valid_ifname(s: &str) -> bool {
         && s.len() <= 15
         && s != "."
         && s != ".."
-        && s.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
 }
 
 #[cfg(test)]

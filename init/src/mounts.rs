@@ -21,7 +21,12 @@ const DEFAULTS: [(&str, &str, MsFlags, &str); 7] = [
     ("/proc", "proc", NOSUID_NODEV.union(MsFlags::MS_NOEXEC), ""),
     ("/sys", "sysfs", NOSUID_NODEV.union(MsFlags::MS_NOEXEC), ""),
     ("/dev", "devtmpfs", MsFlags::MS_NOSUID, "mode=0755"),
-    ("/dev/pts", "devpts", MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC), "mode=0620,ptmxmode=0666"),
+    (
+        "/dev/pts",
+        "devpts",
+        MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
+        "mode=0620,ptmxmode=0666",
+    ),
     ("/dev/shm", "tmpfs", NOSUID_NODEV, "mode=1777"),
     ("/tmp", "tmpfs", NOSUID_NODEV, "mode=1777"),
     ("/run", "tmpfs", NOSUID_NODEV, "mode=0755"),
@@ -100,7 +105,14 @@ pub fn manifest_mounts(mounts: &[Mount]) -> Result<(), Fatal> {
         }
         let fstype = (!flags.contains(MsFlags::MS_BIND)).then_some(m.fstype.as_str());
         let data = (!data.is_empty()).then_some(data.as_str());
-        mount(Some(m.source.as_str()), m.target.as_str(), fstype, flags, data).map_err(|e| {
+        mount(
+            Some(m.source.as_str()),
+            m.target.as_str(),
+            fstype,
+            flags,
+            data,
+        )
+        .map_err(|e| {
             let hint = match e {
                 Errno::ENODEV => " (the kernel has no such filesystem)",
                 Errno::ENOENT if !Path::new(&m.target).exists() => {

@@ -1,24 +1,31 @@
 //! Network configuration over rtnetlink: links, addresses, routes, and the text of
 //! /etc/resolv.conf.
 //!
-//! Requests are built with netlink-packet-route; replies are read by hand (only the header, the
-//! error code and a link index are needed), so a kernel attribute the crate cannot decode never
-//! fails the boot.
+//! Requests go through netlink-packet-route and netlink-packet-core over a plain netlink-sys
+//! socket, each framed by netlink-packet-core's `NetlinkHeader`. Addresses are
+//! netlink-packet-route's `AddressMessage`. Links and routes are the crate's `LinkHeader` (struct ifinfomsg) and
+//! `RouteHeader` (struct rtmsg) followed by raw `DefaultNla` attributes: the full `LinkMessage`
+//! and `RouteMessage` emitters handle every attribute kind the crate knows and would cost about
+//! 100 KB and 20 KB of the binary's 600 KiB budget, and the `RouteNetlinkMessage` dispatcher
+//! would pull both in. Replies are walked with `NetlinkBuffer`: only the error code
+//! (`ErrorBuffer`) and a link index (`LinkHeader::parse`) are read, never the attributes, so
+//! nothing a newer kernel sends can fail the boot.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
+use libc::{RTM_GETLINK, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE, RTM_SETLINK};
 use netlink_packet_core::{
-    ErrorBuffer, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLMSG_ERROR,
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
+    DefaultNla, Emitable, ErrorBuffer, NetlinkBuffer, NetlinkHeader, NLMSG_ERROR, NLM_F_ACK,
+    NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
-use netlink_packet_route::route::{
-    RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+use netlink_packet_route::address::{
+    AddressAttribute, AddressHeaderFlags, AddressMessage, AddressScope,
 };
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_packet_route::link::{LinkFlags, LinkHeader};
+use netlink_packet_route::route::{RouteHeader, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::AddressFamily;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use nix::errno::Errno;
 
@@ -147,12 +154,186 @@ fn network_of(p: Prefix) -> IpAddr {
     }
 }
 
+// Attribute types from the kernel's uapi headers (linux/if_link.h, linux/rtnetlink.h):
+// netlink-packet-route does not export its copies.
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
+const RTA_DST: u16 = 1;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+
 fn family(ip: &IpAddr) -> AddressFamily {
     if ip.is_ipv6() {
         AddressFamily::Inet6
     } else {
         AddressFamily::Inet
     }
+}
+
+fn octets(ip: &IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// A request payload: one of the crate's family headers (struct ifinfomsg, struct rtmsg), then
+/// attributes. This is what `LinkMessage` and `RouteMessage` emit, without linking their
+/// emitters for every attribute kind.
+struct RawRequest<H> {
+    header: H,
+    attributes: Vec<DefaultNla>,
+}
+
+impl<H: Emitable> Emitable for RawRequest<H> {
+    fn buffer_len(&self) -> usize {
+        self.header.buffer_len() + self.attributes.as_slice().buffer_len()
+    }
+
+    fn emit(&self, buffer: &mut [u8]) {
+        self.header.emit(buffer);
+        self.attributes
+            .as_slice()
+            .emit(&mut buffer[self.header.buffer_len()..]);
+    }
+}
+
+/// RTM_GETLINK by name (IFLA_IFNAME, NUL-terminated).
+fn link_by_name(name: &str) -> RawRequest<LinkHeader> {
+    let mut ifname = name.as_bytes().to_vec();
+    ifname.push(0);
+    RawRequest {
+        header: LinkHeader::default(),
+        attributes: vec![DefaultNla::new(IFLA_IFNAME, ifname)],
+    }
+}
+
+/// RTM_SETLINK: IFF_UP in both the flags and the change mask.
+fn link_up(index: u32) -> RawRequest<LinkHeader> {
+    RawRequest {
+        header: LinkHeader {
+            index,
+            flags: LinkFlags::Up,
+            change_mask: LinkFlags::Up,
+            ..LinkHeader::default()
+        },
+        attributes: Vec::new(),
+    }
+}
+
+/// RTM_SETLINK: IFLA_MTU, a native-endian u32.
+fn link_mtu(index: u32, mtu: u32) -> RawRequest<LinkHeader> {
+    RawRequest {
+        header: LinkHeader {
+            index,
+            ..LinkHeader::default()
+        },
+        attributes: vec![DefaultNla::new(IFLA_MTU, mtu.to_ne_bytes().to_vec())],
+    }
+}
+
+/// RTM_NEWADDR for `p` on link `index`.
+fn address_message(p: &Prefix, index: u32) -> AddressMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.family = family(&p.addr);
+    msg.header.prefix_len = p.len;
+    msg.header.scope = AddressScope::Universe;
+    msg.header.index = index;
+    match p.addr {
+        IpAddr::V4(a) => {
+            msg.attributes.push(AddressAttribute::Local(p.addr));
+            msg.attributes.push(AddressAttribute::Address(p.addr));
+            if p.len <= 30 {
+                let brd = u32::from(a) | u32::MAX.checked_shr(p.len.into()).unwrap_or(0);
+                msg.attributes
+                    .push(AddressAttribute::Broadcast(Ipv4Addr::from(brd)));
+            }
+        }
+        IpAddr::V6(_) => {
+            // No duplicate address detection: the address is usable at once.
+            msg.header.flags = AddressHeaderFlags::Nodad;
+            msg.attributes.push(AddressAttribute::Address(p.addr));
+        }
+    }
+    msg
+}
+
+/// RTM_NEWROUTE for `route` in the main table, through link `index` if given.
+fn route_message(route: &Route, index: Option<u32>) -> RawRequest<RouteHeader> {
+    let header = RouteHeader {
+        address_family: if route.is_ipv6() {
+            AddressFamily::Inet6
+        } else {
+            AddressFamily::Inet
+        },
+        destination_prefix_length: route.destination.map_or(0, |p| p.len),
+        table: RouteHeader::RT_TABLE_MAIN,
+        protocol: RouteProtocol::Boot,
+        // Without a gateway the destination is directly on the link.
+        scope: if route.gateway.is_some() {
+            RouteScope::Universe
+        } else {
+            RouteScope::Link
+        },
+        kind: RouteType::Unicast,
+        ..RouteHeader::default()
+    };
+    let mut attributes = Vec::new();
+    if let Some(p) = route.destination.filter(|p| p.len > 0) {
+        attributes.push(DefaultNla::new(RTA_DST, octets(&network_of(p))));
+    }
+    if let Some(gw) = route.gateway {
+        attributes.push(DefaultNla::new(RTA_GATEWAY, octets(&gw)));
+    }
+    if let Some(index) = index {
+        attributes.push(DefaultNla::new(RTA_OIF, index.to_ne_bytes().to_vec()));
+    }
+    RawRequest { header, attributes }
+}
+
+/// One request: struct nlmsghdr (NLM_F_REQUEST | NLM_F_ACK | `flags`), then `payload`.
+fn encode(kind: u16, flags: u16, seq: u32, payload: &dyn Emitable) -> Vec<u8> {
+    let mut header = NetlinkHeader::default();
+    header.message_type = kind;
+    header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+    header.sequence_number = seq;
+    let len = header.buffer_len() + payload.buffer_len();
+    header.length = len as u32;
+    let mut out = vec![0; len];
+    header.emit(&mut out);
+    payload.emit(&mut out[header.buffer_len()..]);
+    out
+}
+
+/// Reads the messages of one received datagram. Returns the outcome once the ACK or error of
+/// request `seq` is among them; notes the index of an RTM_NEWLINK reply on the way.
+fn scan(mut data: &[u8], seq: u32, index: &mut Option<u32>) -> Option<Result<Option<u32>, Errno>> {
+    while !data.is_empty() {
+        // Checks that the header fits and its length field is within `data`.
+        let msg = NetlinkBuffer::new_checked(data).ok()?;
+        let len = msg.length() as usize;
+        if msg.sequence_number() == seq {
+            let payload = msg.payload();
+            match msg.message_type() {
+                // struct nlmsgerr: a negative errno, or 0 for the ACK.
+                NLMSG_ERROR => {
+                    return Some(match ErrorBuffer::new_checked(payload) {
+                        Err(_) => Err(Errno::EBADMSG),
+                        Ok(err) => match err.code() {
+                            None => Ok(*index),
+                            Some(c) => Err(Errno::from_raw(c.get().saturating_neg())),
+                        },
+                    })
+                }
+                // Only struct ifinfomsg is read: the attributes may be newer than the crate.
+                RTM_NEWLINK => *index = LinkHeader::parse(payload).ok().map(|h| h.index),
+                _ => {}
+            }
+        }
+        // Messages are 4-byte aligned; the last one may lack its padding.
+        data = data.get((len + 3) & !3..).unwrap_or(&[]);
+    }
+    None
 }
 
 /// One rtnetlink socket and its request counter.
@@ -162,16 +343,19 @@ struct Rtnl {
     buf: Vec<u8>,
 }
 
+fn io_errno(e: std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
 impl Rtnl {
     fn open() -> Result<Self, NetError> {
-        let os = |what: &str, e: std::io::Error| {
-            fail(what, Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+        let open = || {
+            let mut sock = Socket::new(NETLINK_ROUTE)?;
+            sock.bind_auto()?;
+            sock.connect(&SocketAddr::new(0, 0))?;
+            Ok(sock)
         };
-        let mut sock = Socket::new(NETLINK_ROUTE).map_err(|e| os("open rtnetlink socket", e))?;
-        sock.bind_auto()
-            .map_err(|e| os("bind rtnetlink socket", e))?;
-        sock.connect(&SocketAddr::new(0, 0))
-            .map_err(|e| os("connect rtnetlink socket", e))?;
+        let sock = open().map_err(|e| fail("open rtnetlink socket", io_errno(e)))?;
         Ok(Rtnl {
             sock,
             seq: 0,
@@ -182,17 +366,16 @@ impl Rtnl {
 
     /// Sends one request and reads replies up to its ACK. Returns the link index of an
     /// RTM_NEWLINK reply, if one came (RTM_GETLINK).
-    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<Option<u32>, Errno> {
+    fn request(
+        &mut self,
+        kind: u16,
+        flags: u16,
+        payload: &dyn Emitable,
+    ) -> Result<Option<u32>, Errno> {
         self.seq = self.seq.wrapping_add(1);
-        let mut packet = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(msg));
-        packet.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-        packet.header.sequence_number = self.seq;
-        packet.finalize();
-        let mut out = vec![0; packet.buffer_len()];
-        packet.serialize(&mut out);
+        let out = encode(kind, flags, self.seq, payload);
         // PID 1 catches signals, so a call may be interrupted: retry it.
-        let io = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-        while let Err(e) = self.sock.send(&out, 0).map_err(io) {
+        while let Err(e) = self.sock.send(&out, 0).map_err(io_errno) {
             if e != Errno::EINTR {
                 return Err(e);
             }
@@ -200,49 +383,22 @@ impl Rtnl {
 
         let mut index = None;
         loop {
-            let mut space = &mut self.buf[..];
-            let n = match self.sock.recv(&mut space, 0).map_err(io) {
-                Ok(n) => n,
+            let n = match self.sock.recv(&mut &mut self.buf[..], 0).map_err(io_errno) {
+                Ok(n) => n.min(self.buf.len()),
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(e),
             };
-            let mut data = &self.buf[..n.min(self.buf.len())];
-            while let Ok(msg) = NetlinkBuffer::new_checked(data) {
-                let len = msg.length() as usize;
-                if msg.sequence_number() == self.seq {
-                    let payload = msg.payload();
-                    match msg.message_type() {
-                        NLMSG_ERROR => {
-                            let code = ErrorBuffer::new_checked(payload)
-                                .map_err(|_| Errno::EBADMSG)?
-                                .code();
-                            return match code {
-                                None => Ok(index),
-                                Some(c) => Err(Errno::from_raw(c.get().saturating_neg())),
-                            };
-                        }
-                        libc::RTM_NEWLINK if payload.len() >= 8 => {
-                            // struct ifinfomsg: family, pad, type (u16), index (i32).
-                            let mut raw = [0; 4];
-                            raw.copy_from_slice(&payload[4..8]);
-                            index = Some(u32::from_ne_bytes(raw));
-                        }
-                        _ => {}
-                    }
-                }
-                // Messages are 4-byte aligned; the last one may lack its padding.
-                data = data.get((len + 3) & !3..).unwrap_or(&[]);
+            if let Some(done) = scan(&self.buf[..n], self.seq, &mut index) {
+                return done;
             }
         }
     }
 
     /// The index of link `name`, `None` if there is no such link.
     fn link_index(&mut self, name: &str) -> Result<Option<u32>, Errno> {
-        let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        match self.request(RouteNetlinkMessage::GetLink(msg), 0) {
-            Ok(Some(index)) => Ok(Some(index)),
-            Ok(None) | Err(Errno::ENODEV) => Ok(None),
+        match self.request(RTM_GETLINK, 0, &link_by_name(name)) {
+            Ok(index) => Ok(index),
+            Err(Errno::ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -272,12 +428,8 @@ impl Rtnl {
     }
 
     fn set_up(&mut self, name: &str, index: u32) -> Result<(), NetError> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
         log::debug!("{name}: up");
-        self.request(RouteNetlinkMessage::SetLink(msg), 0)
+        self.request(RTM_SETLINK, 0, &link_up(index))
             .map_err(|e| fail(format_args!("{name}: bring up"), e))?;
         Ok(())
     }
@@ -285,40 +437,15 @@ impl Rtnl {
     fn interface(&mut self, iface: &Interface, index: u32) -> Result<(), NetError> {
         let name = &iface.name;
         if let Some(mtu) = iface.mtu {
-            let mut msg = LinkMessage::default();
-            msg.header.index = index;
-            msg.attributes.push(LinkAttribute::Mtu(mtu));
             log::debug!("{name}: mtu {mtu}");
-            self.request(RouteNetlinkMessage::SetLink(msg), 0)
+            self.request(RTM_SETLINK, 0, &link_mtu(index, mtu))
                 .map_err(|e| fail(format_args!("{name}: set MTU {mtu}"), e))?;
         }
         self.set_up(name, index)?;
         for p in &iface.addresses {
-            let mut msg = AddressMessage::default();
-            msg.header.family = family(&p.addr);
-            msg.header.prefix_len = p.len;
-            msg.header.index = index;
-            match p.addr {
-                IpAddr::V4(a) => {
-                    msg.attributes.push(AddressAttribute::Local(p.addr));
-                    msg.attributes.push(AddressAttribute::Address(p.addr));
-                    if p.len <= 30 {
-                        let host = u32::MAX >> p.len;
-                        let brd = Ipv4Addr::from(u32::from(a) | host);
-                        msg.attributes.push(AddressAttribute::Broadcast(brd));
-                    }
-                }
-                IpAddr::V6(_) => {
-                    // No duplicate address detection: the address is usable at once.
-                    msg.header.flags = AddressHeaderFlags::Nodad;
-                    msg.attributes.push(AddressAttribute::Address(p.addr));
-                }
-            }
             log::debug!("{name}: address {}/{}", p.addr, p.len);
-            match self.request(
-                RouteNetlinkMessage::NewAddress(msg),
-                NLM_F_CREATE | NLM_F_EXCL,
-            ) {
+            let msg = address_message(p, index);
+            match self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, &msg) {
                 Ok(_) => {}
                 Err(Errno::EEXIST) => log::debug!("{name}: {}/{} already present", p.addr, p.len),
                 Err(e) => {
@@ -338,41 +465,10 @@ impl Rtnl {
         dev: Option<&str>,
         index: Option<u32>,
     ) -> Result<(), NetError> {
-        let v6 = route.is_ipv6();
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = if v6 {
-            AddressFamily::Inet6
-        } else {
-            AddressFamily::Inet
-        };
-        msg.header.table = RouteHeader::RT_TABLE_MAIN;
-        msg.header.protocol = RouteProtocol::Boot;
-        msg.header.kind = RouteType::Unicast;
-        // Without a gateway the destination is directly on the link.
-        msg.header.scope = if route.gateway.is_some() {
-            RouteScope::Universe
-        } else {
-            RouteScope::Link
-        };
-        if let Some(p) = route.destination {
-            msg.header.destination_prefix_length = p.len;
-            if p.len > 0 {
-                msg.attributes
-                    .push(RouteAttribute::Destination(network_of(p).into()));
-            }
-        }
-        if let Some(gw) = route.gateway {
-            msg.attributes.push(RouteAttribute::Gateway(gw.into()));
-        }
-        if let Some(index) = index {
-            msg.attributes.push(RouteAttribute::Oif(index));
-        }
         let what = show_route(route, dev);
         log::debug!("{what}");
-        match self.request(
-            RouteNetlinkMessage::NewRoute(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-        ) {
+        let msg = route_message(route, index);
+        match self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, &msg) {
             Ok(_) => Ok(()),
             Err(Errno::EEXIST) => {
                 log::debug!("{what}: already present");

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use nix::sys::resource::{setrlimit, Resource as NixResource};
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::sys::stat::{umask, Mode};
 use nix::unistd::{chdir, execve, setgid, setgroups, setuid, Gid, Uid};
 
@@ -112,7 +112,9 @@ fn find_executable(path: &str, search: Option<&OsString>) -> Option<OsString> {
     if path.contains('/') {
         return is_exec(Path::new(path)).then(|| path.into());
     }
-    let search = search.map(|s| s.as_bytes()).unwrap_or(DEFAULT_PATH.as_bytes());
+    let search = search
+        .map(|s| s.as_bytes())
+        .unwrap_or(DEFAULT_PATH.as_bytes());
     search
         .split(|&b| b == b':')
         .map(|dir| Path::new(OsStr::from_bytes(dir)).join(path))
@@ -188,7 +190,13 @@ fn home_of(ids: Option<&Ids>, etc: &Path) -> String {
 /// the privileges are dropped.
 pub fn prepare(launch: &Launch, marker: impl FnOnce()) -> Result<(), Fatal> {
     for r in &launch.rlimits {
-        let limit = |v: u64| if v == UNLIMITED { libc::RLIM_INFINITY } else { v };
+        let limit = |v: u64| {
+            if v == UNLIMITED {
+                libc::RLIM_INFINITY
+            } else {
+                v
+            }
+        };
         setrlimit(nix_resource(r.resource), limit(r.soft), limit(r.hard))
             .map_err(|e| Fatal::new("rlimits", format!("{:?}: {e}", r.resource)))?;
     }
@@ -202,8 +210,10 @@ pub fn prepare(launch: &Launch, marker: impl FnOnce()) -> Result<(), Fatal> {
     if let Some(ids) = &launch.ids {
         let groups: Vec<Gid> = ids.groups.iter().map(|&g| Gid::from_raw(g)).collect();
         setgroups(&groups).map_err(|e| Fatal::new("app.groups", e.desc()))?;
-        setgid(Gid::from_raw(ids.gid)).map_err(|e| Fatal::new("app.user", format!("setgid {}: {}", ids.gid, e.desc())))?;
-        setuid(Uid::from_raw(ids.uid)).map_err(|e| Fatal::new("app.user", format!("setuid {}: {}", ids.uid, e.desc())))?;
+        setgid(Gid::from_raw(ids.gid))
+            .map_err(|e| Fatal::new("app.user", format!("setgid {}: {}", ids.gid, e.desc())))?;
+        setuid(Uid::from_raw(ids.uid))
+            .map_err(|e| Fatal::new("app.user", format!("setuid {}: {}", ids.uid, e.desc())))?;
     }
     reset_signals();
     close_inherited_fds();
@@ -216,14 +226,25 @@ pub fn exec(launch: &Launch) -> Fatal {
     exec_error(&launch.path.to_string_lossy(), err.desc())
 }
 
-/// Default dispositions for every signal (Rust's runtime left SIGPIPE ignored, and ignored
-/// signals survive exec) and an empty mask.
+/// Default dispositions for every signal, real-time ones included (Rust's runtime left
+/// SIGPIPE ignored, whoever started init may have ignored others, and ignored signals survive
+/// exec), and an empty mask.
 pub fn reset_signals() {
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for sig in Signal::iterator() {
-        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
-            // SAFETY: installing SIG_DFL runs no code of ours.
-            let _ = unsafe { sigaction(sig, &default) };
+    // struct kernel_sigaction { handler, flags, restorer, mask }: all zero is SIG_DFL. The
+    // raw system call, because musl refuses the signals it reserves for itself (32-34).
+    let default = [0u64; 4];
+    for sig in 1..=64 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: `default` is a valid kernel_sigaction; no old action is returned.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    default.as_ptr(),
+                    0usize,
+                    8usize,
+                )
+            };
         }
     }
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);

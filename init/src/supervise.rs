@@ -141,8 +141,8 @@ fn reap_all_exited() -> bool {
 /// sigtimedwait: the next pending signal of `set`, or None after `timeout`.
 fn wait_signal(set: &SigSet, timeout: Duration) -> Option<Signal> {
     let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        tv_sec: timeout.as_secs() as _,
+        tv_nsec: timeout.subsec_nanos() as _,
     };
     // SAFETY: both pointers are valid for the call; siginfo may be null.
     let sig = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };

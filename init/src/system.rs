@@ -24,7 +24,12 @@ pub fn write_atomic(path: &str, contents: impl AsRef<[u8]>) -> std::io::Result<(
 pub fn hosts_file(hostname: &str, net: Option<&Network>) -> String {
     let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     let addrs: Vec<IpAddr> = net
-        .map(|n| n.interfaces.iter().flat_map(|i| i.addresses.iter().map(|p| p.addr)).collect())
+        .map(|n| {
+            n.interfaces
+                .iter()
+                .flat_map(|i| i.addresses.iter().map(|p| p.addr))
+                .collect()
+        })
         .unwrap_or_default();
     let v4 = addrs.iter().find(|a| a.is_ipv4());
     let v6 = addrs.iter().find(|a| a.is_ipv6());
@@ -39,7 +44,8 @@ pub fn hosts_file(hostname: &str, net: Option<&Network>) -> String {
 }
 
 pub fn set_hostname(name: &str) -> Result<(), Fatal> {
-    nix::unistd::sethostname(name).map_err(|e| Fatal::new("hostname", format!("{name}: {}", e.desc())))
+    nix::unistd::sethostname(name)
+        .map_err(|e| Fatal::new("hostname", format!("{name}: {}", e.desc())))
 }
 
 /// Writes each sysctl through /proc/sys (dots become slashes).
@@ -47,7 +53,10 @@ pub fn apply_sysctls(sysctls: &[(String, String)]) -> Result<(), Fatal> {
     for (key, value) in sysctls {
         let path = Path::new("/proc/sys").join(key.replace('.', "/"));
         fs::write(&path, value).map_err(|e| {
-            Fatal::new("sysctl", format!("{key} = {value:?}: {}: {e}", path.display()))
+            Fatal::new(
+                "sysctl",
+                format!("{key} = {value:?}: {}: {e}", path.display()),
+            )
         })?;
         log::debug!("sysctl {key} = {value}");
     }
@@ -81,7 +90,10 @@ mod tests {
             ..Network::default()
         };
         let hosts = hosts_file("redis-vm", Some(&net));
-        assert!(hosts.ends_with("10.0.2.15\tredis-vm\nfd00::15\tredis-vm\n"), "{hosts}");
+        assert!(
+            hosts.ends_with("10.0.2.15\tredis-vm\nfd00::15\tredis-vm\n"),
+            "{hosts}"
+        );
     }
 
     #[test]

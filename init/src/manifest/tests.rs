@@ -141,7 +141,10 @@ fn minimal_manifest_gets_defaults() {
 
 #[test]
 fn version_is_required_and_must_be_1() {
-    assert_eq!(problems("{}"), ["version: missing (this init reads version 1)"]);
+    assert_eq!(
+        problems("{}"),
+        ["version: missing (this init reads version 1)"]
+    );
     assert_eq!(
         problems(r#"{"version": 2}"#),
         ["version: 2 is not a supported version (this init reads 1)"]
@@ -161,10 +164,15 @@ fn unknown_fields_are_errors_at_every_level() {
         problems_in(r#""colour": "red""#),
         ["colour: unknown field (expected one of: version, app, hostname, mounts, network, sysctl, rlimits, mode, on_exit, exit_port, boot_marker, entropy, log)"]
     );
-    let p = problems_in(r#""app": {"pth": "/x"}, "network": {"interfaces": [{"name": "eth0", "ipv4": "x"}]}"#);
+    let p = problems_in(
+        r#""app": {"pth": "/x"}, "network": {"interfaces": [{"name": "eth0", "ipv4": "x"}]}"#,
+    );
     assert_eq!(p.len(), 2, "{p:?}");
     assert!(p[0].starts_with("app.pth: unknown field"), "{p:?}");
-    assert!(p[1].starts_with("network.interfaces[0].ipv4: unknown field"), "{p:?}");
+    assert!(
+        p[1].starts_with("network.interfaces[0].ipv4: unknown field"),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -207,7 +215,12 @@ fn app_fields_are_checked() {
 
 #[test]
 fn user_forms() {
-    let user = |s: &str| ok(&format!(r#""app": {{"user": "{s}"}}"#)).app.user.unwrap();
+    let user = |s: &str| {
+        ok(&format!(r#""app": {{"user": "{s}"}}"#))
+            .app
+            .user
+            .unwrap()
+    };
     assert_eq!(
         user("999"),
         User {
@@ -237,7 +250,9 @@ fn user_forms() {
 
 #[test]
 fn mounts_need_target_and_fstype() {
-    let p = problems_in(r#""mounts": [{"source": "/dev/vdb"}, {"target": "rel", "fstype": "ext4", "mkdir": "yes", "wait_s": -1}, 3]"#);
+    let p = problems_in(
+        r#""mounts": [{"source": "/dev/vdb"}, {"target": "rel", "fstype": "ext4", "mkdir": "yes", "wait_s": -1}, 3]"#,
+    );
     assert_eq!(
         p,
         [
@@ -312,7 +327,9 @@ fn routes_default_prefix_and_families() {
 
 #[test]
 fn dns_is_checked() {
-    let p = problems_in(r#""network": {"dns": {"nameservers": ["10.0.2.3", "dns.google"], "search": ["ok.internal", "bad..name"], "port": 53}}"#);
+    let p = problems_in(
+        r#""network": {"dns": {"nameservers": ["10.0.2.3", "dns.google"], "search": ["ok.internal", "bad..name"], "port": 53}}"#,
+    );
     assert_eq!(
         p,
         [
@@ -327,25 +344,50 @@ fn dns_is_checked() {
 fn sysctls_take_dotted_names_and_string_or_number_values() {
     let m = ok(r#""sysctl": {"net.core.somaxconn": 4096, "kernel.domainname": "x"}"#);
     assert_eq!(m.sysctl[0], ("net.core.somaxconn".into(), "4096".into()));
-    let p = problems_in(r#""sysctl": {"net..core": "1", "../../etc/passwd": "x", "vm.swappiness": [1], "a b": "1"}"#);
+    let p = problems_in(
+        r#""sysctl": {"net..core": "1", "../../etc/passwd": "x", "vm.swappiness": [1], "a b": "1"}"#,
+    );
     assert_eq!(p.len(), 4, "{p:?}");
-    assert!(p.iter().any(|s| s == "sysctl.vm.swappiness: [1] is not a string or number"));
-    assert!(p.iter().any(|s| s.starts_with("sysctl.../../etc/passwd: is not a sysctl name")));
-    assert_eq!(problems_in(r#""sysctl": []"#), ["sysctl: [] is not an object"]);
+    assert!(p
+        .iter()
+        .any(|s| s == "sysctl.vm.swappiness: [1] is not a string or number"));
+    assert!(p
+        .iter()
+        .any(|s| s.starts_with("sysctl.../../etc/passwd: is not a sysctl name")));
+    assert_eq!(
+        problems_in(r#""sysctl": []"#),
+        ["sysctl: [] is not an object"]
+    );
 }
 
 #[test]
 fn rlimits_by_name_with_unlimited() {
-    let m = ok(r#""rlimits": {"core": {"soft": 0}, "memlock": {"soft": "unlimited", "hard": "unlimited"}, "stack": {"hard": 8388608}}"#);
+    let m = ok(
+        r#""rlimits": {"core": {"soft": 0}, "memlock": {"soft": "unlimited", "hard": "unlimited"}, "stack": {"hard": 8388608}}"#,
+    );
     assert_eq!(
         m.rlimits,
         [
-            Rlimit { resource: Resource::Core, soft: 0, hard: 0 },
-            Rlimit { resource: Resource::Memlock, soft: UNLIMITED, hard: UNLIMITED },
-            Rlimit { resource: Resource::Stack, soft: 8388608, hard: 8388608 },
+            Rlimit {
+                resource: Resource::Core,
+                soft: 0,
+                hard: 0
+            },
+            Rlimit {
+                resource: Resource::Memlock,
+                soft: UNLIMITED,
+                hard: UNLIMITED
+            },
+            Rlimit {
+                resource: Resource::Stack,
+                soft: 8388608,
+                hard: 8388608
+            },
         ]
     );
-    let p = problems_in(r#""rlimits": {"files": {"soft": 1}, "nofile": {"soft": 10, "hard": 5}, "nproc": {}, "as": {"soft": -3}, "cpu": 5}"#);
+    let p = problems_in(
+        r#""rlimits": {"files": {"soft": 1}, "nofile": {"soft": 10, "hard": 5}, "nproc": {}, "as": {"soft": -3}, "cpu": 5}"#,
+    );
     assert_eq!(
         p,
         [
@@ -381,11 +423,17 @@ fn modes_exit_port_and_log() {
 fn boot_marker_ioport_or_mmio() {
     assert_eq!(
         ok(r#""boot_marker": {"mmio": "0xc0000000", "value": 123}"#).boot_marker,
-        Some(BootMarker::Mmio { address: 0xc000_0000, value: 123 })
+        Some(BootMarker::Mmio {
+            address: 0xc000_0000,
+            value: 123
+        })
     );
     assert_eq!(
         ok(r#""boot_marker": {"mmio": 3221225472, "value": 1}"#).boot_marker,
-        Some(BootMarker::Mmio { address: 0xc000_0000, value: 1 })
+        Some(BootMarker::Mmio {
+            address: 0xc000_0000,
+            value: 1
+        })
     );
     assert_eq!(
         problems_in(r#""boot_marker": {"ioport": 1008, "mmio": 1, "value": 1}"#),
@@ -408,7 +456,9 @@ fn boot_marker_ioport_or_mmio() {
 #[test]
 fn entropy_seed_must_be_absolute() {
     assert_eq!(
-        ok(r#""entropy": {"seed_file": "/var/lib/seed"}"#).entropy_seed.as_deref(),
+        ok(r#""entropy": {"seed_file": "/var/lib/seed"}"#)
+            .entropy_seed
+            .as_deref(),
         Some("/var/lib/seed")
     );
     assert_eq!(
@@ -440,9 +490,19 @@ fn nul_bytes_are_refused() {
 fn prefix_parser() {
     assert_eq!(
         parse_prefix("10.0.2.15/24"),
-        Some(Prefix { addr: "10.0.2.15".parse().unwrap(), len: 24 })
+        Some(Prefix {
+            addr: "10.0.2.15".parse().unwrap(),
+            len: 24
+        })
     );
-    for bad in ["10.0.2.15", "10.0.2.15/33", "::1/129", "/24", "x/1", "10.0.2.15/-1"] {
+    for bad in [
+        "10.0.2.15",
+        "10.0.2.15/33",
+        "::1/129",
+        "/24",
+        "x/1",
+        "10.0.2.15/-1",
+    ] {
         assert_eq!(parse_prefix(bad), None, "{bad}");
     }
 }

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, set-up included: formatting and lints, unit tests, host namespace
+# tests (root), and guest tests that boot real kernels in QEMU (TCG).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+cargo build --release -p lupine-init --target x86_64-unknown-linux-musl
+export LUPINE_INIT=$PWD/target/x86_64-unknown-linux-musl/release/lupine-init
+size=$(stat -c %s "$LUPINE_INIT")
+limit=$((600 * 1024))
+if [ "$size" -gt "$limit" ]; then
+  echo "lupine-init is $size bytes, over the $limit-byte limit" >&2
+  exit 1
+fi
+echo "lupine-init: $size bytes (limit $limit)"
+
+export LUPINE_KERNEL
+LUPINE_KERNEL=$(kernel-patches/build.sh guest-test target/kernel/guest-test)
+
+cargo test --workspace
