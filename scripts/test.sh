@@ -19,6 +19,6 @@ fi
 echo "lupine-init: $size bytes (limit $limit)"
 
 export LUPINE_KERNEL
-LUPINE_KERNEL=$(kernel-patches/build.sh guest-test target/kernel/guest-test)
+LUPINE_KERNEL=$(kernel-patches/build.sh guest-test "$PWD/target/kernel/guest-test")
 
-cargo test --workspace
+cargo test --workspace --no-fail-fast

@@ -1,6 +1,7 @@
 //! The one error type of lupine-init: a step that failed and why.
 
 use std::fmt;
+use std::io::Write;
 
 /// A failed step; printed as `lupine: fatal: <step>: <reason>` before the VM ends.
 #[derive(Debug)]
@@ -36,4 +37,9 @@ impl<T, E: fmt::Display> Context<T> for Result<T, E> {
     fn step(self, step: &'static str) -> Result<T, Fatal> {
         self.map_err(|e| Fatal::new(step, e))
     }
+}
+
+/// One line on the console (stdout), written at once.
+pub fn say(line: &str) {
+    let _ = std::io::stdout().write_all(format!("{line}\n").as_bytes());
 }

@@ -16,12 +16,11 @@ mod supervise;
 mod system;
 
 use std::fs;
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::time::Instant;
 
-use error::{Context, Fatal};
+use error::{say, Context, Fatal};
 use manifest::{Manifest, Mode, OnExit};
 use supervise::Exit;
 
@@ -93,11 +92,6 @@ fn check(path: Option<&str>) -> i32 {
             1
         }
     }
-}
-
-/// One line on the console, written at once.
-fn say(line: &str) {
-    let _ = std::io::stdout().write_all(format!("{line}\n").as_bytes());
 }
 
 /// How to end the VM; known once the manifest is read.
@@ -258,13 +252,14 @@ fn load_manifest(path: Option<&str>) -> Result<Manifest, Fatal> {
 /// 0-2), open /dev/console now that devtmpfs is mounted.
 fn console_on_std_fds() {
     let is_null = |fd: i32| {
-        // SAFETY: fstat of a descriptor we only inspect.
-        let f = unsafe {
-            std::mem::ManuallyDrop::new(<fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd))
-        };
-        f.metadata()
-            .map(|m| m.file_type().is_char_device() && m.rdev() == libc::makedev(1, 3))
-            .unwrap_or(true)
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: fstat only writes `st`; a closed descriptor makes it fail.
+        if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
+            return true;
+        }
+        // SAFETY: fstat succeeded, so `st` is initialised.
+        let st = unsafe { st.assume_init() };
+        st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3)
     };
     if !(0..3).all(is_null) {
         return;

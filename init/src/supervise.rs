@@ -67,7 +67,7 @@ pub fn spawn(child: impl FnOnce() -> Fatal) -> Result<Pid, Fatal> {
         Ok(ForkResult::Parent { child }) => Ok(child),
         Ok(ForkResult::Child) => {
             let fatal = child();
-            eprintln!("lupine: fatal: {fatal}");
+            crate::error::say(&format!("lupine: fatal: {fatal}"));
             // SAFETY: _exit skips destructors and atexit handlers that belong to init.
             unsafe { libc::_exit(fatal.status.into()) }
         }

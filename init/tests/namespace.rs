@@ -520,3 +520,15 @@ fn entropy_seed_is_credited_then_replaced() {
         "lupine: fatal: entropy.seed_file: /etc/none: No such file or directory (os error 2)\n"
     );
 }
+
+#[test]
+fn failures_in_the_app_process_are_reported_then_its_status() {
+    require_root!();
+    let root = Root::new(Some(
+        r#"{"version": 1, "app": {"path": "/bin/true", "cwd": "/nowhere"}}"#,
+    ));
+    assert_eq!(
+        root.run("", &[]).stdout,
+        "lupine: fatal: app.cwd: /nowhere: No such file or directory\nlupine: exit status 1\n"
+    );
+}

@@ -1,0 +1,40 @@
+//! `lupine.log=debug` on the kernel command line: lupine-init logs each phase with its duration
+//! to /dev/kmsg, which the console shows at loglevel 8.
+
+use guest_tests::{Initramfs, TempDir, Vm};
+
+#[test]
+fn debug_level_logs_each_phase_to_kmsg() {
+    let tmp = TempDir::new("logging").unwrap();
+    let manifest = r#"{"version": 1, "app": {"path": "/bin/sh", "args": ["-c", "echo app ran"]},
+                       "log": "warn"}"#;
+    let initrd = Initramfs::new(manifest)
+        .unwrap()
+        .write(tmp.join("initramfs.cpio"))
+        .unwrap();
+    // The kernel parameter wins over the manifest's "warn".
+    let out = Vm::lupine(&initrd)
+        .unwrap()
+        .append("lupine.log=debug loglevel=8")
+        .run()
+        .unwrap();
+    assert!(out.has_line("app ran"), "{out}");
+    for phase in [
+        "default mounts",
+        "manifest",
+        "network",
+        "mounts, sysctls, app",
+    ] {
+        let prefix = format!("lupine: {phase}: ");
+        let logged = out.console.lines().any(|l| {
+            // "[    0.512345] lupine: network: 1.234ms"
+            l.split_once("] ")
+                .is_some_and(|(_, msg)| msg.starts_with(&prefix) && msg.ends_with('s'))
+        });
+        assert!(logged, "no {prefix:?} line\n{out}");
+    }
+    assert!(
+        out.console.contains("lupine: started /bin/sh as pid "),
+        "{out}"
+    );
+}
