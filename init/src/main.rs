@@ -127,13 +127,17 @@ impl Phases {
 
 fn run(args: &[String], ending: &mut Ending) -> Result<Exit, Fatal> {
     let mut phases = Phases(Instant::now());
+    // Until /dev is mounted, warnings go to the console.
+    logger::init(log::LevelFilter::Info);
     mounts::defaults();
     console_on_std_fds();
     // Ctrl-Alt-Del becomes SIGINT to init, which stops the app gracefully.
     let _ = nix::sys::reboot::set_cad_enabled(false);
     let cmdline = cmdline::parse(&fs::read_to_string("/proc/cmdline").unwrap_or_default());
     let cmdline_level = cmdline.log.as_deref().and_then(manifest::parse_level);
-    logger::init(cmdline_level.unwrap_or(log::LevelFilter::Info));
+    if let Some(level) = cmdline_level {
+        log::set_max_level(level);
+    }
     phases.done("default mounts");
 
     let mut m = load_manifest(cmdline.manifest.as_deref())?;

@@ -4,8 +4,9 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -130,6 +131,7 @@ struct Run {
     stdout: String,
     stderr: String,
     elapsed: Duration,
+    status: ExitStatus,
 }
 
 /// Waits (at most 30 s) for the namespace to end and collects the console.
@@ -146,20 +148,21 @@ fn finish(mut child: Child) -> Run {
     };
     let out = read_all(child.stdout.take().map(|p| Box::new(p) as _));
     let err = read_all(child.stderr.take().map(|p| Box::new(p) as _));
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
         }
         if start.elapsed() > Duration::from_secs(30) {
             let _ = child.kill();
             panic!("lupine-init did not end within 30 s");
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
     Run {
         stdout: out.join().unwrap(),
         stderr: err.join().unwrap(),
         elapsed: start.elapsed(),
+        status,
     }
 }
 
@@ -531,4 +534,29 @@ fn failures_in_the_app_process_are_reported_then_its_status() {
         root.run("", &[]).stdout,
         "lupine: fatal: app.cwd: /nowhere: No such file or directory\nlupine: exit status 1\n"
     );
+}
+
+#[test]
+fn on_exit_chooses_the_reboot_call() {
+    require_root!();
+    // In a PID namespace, reboot(2) by its init kills it: SIGHUP for a restart, SIGINT for
+    // power-off and halt; unshare re-raises the signal.
+    for (on_exit, signal) in [
+        ("reboot", libc::SIGHUP),
+        ("poweroff", libc::SIGINT),
+        ("halt", libc::SIGINT),
+    ] {
+        let root = Root::new(Some(&manifest(
+            "exit 0",
+            &format!(r#", "on_exit": "{on_exit}""#),
+        )));
+        let run = root.run("", &[]);
+        assert_eq!(run.stdout, "lupine: exit status 0\n");
+        assert_eq!(
+            run.status.signal(),
+            Some(signal),
+            "{on_exit}: {:?}",
+            run.status
+        );
+    }
 }
