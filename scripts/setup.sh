@@ -5,12 +5,15 @@ set -euo pipefail
 
 PACKAGES=(
   musl-tools            # musl-gcc for static C programs
+  libc6-dev             # glibc static and static-PIE corpus programs
   qemu-system-x86       # qemu-system-x86_64 for guest tests
   busybox-static        # the sample application inside test guests
   linux-source-6.1      # kernel source (tarball under /usr/src)
   bc bison flex libelf-dev libssl-dev make gcc xz-utils cpio  # kernel build
   iproute2 util-linux   # ip, unshare for host namespace tests
   e2fsprogs             # mkfs.ext4 for root-disk guests
+  strace                # the relinker's coverage tests
+  python3               # bench scripts
 )
 
 missing=()

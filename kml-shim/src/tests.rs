@@ -1,0 +1,526 @@
+use super::*;
+use iced_x86::{Decoder, DecoderOptions, Mnemonic};
+
+fn decode(bytes: &[u8], ip: u64) -> Vec<Instruction> {
+    let mut d = Decoder::with_ip(64, bytes, ip, DecoderOptions::NONE);
+    let mut out = Vec::new();
+    while d.can_decode() {
+        let i = d.decode();
+        assert!(!i.is_invalid(), "invalid instruction at {:#x}", i.ip());
+        out.push(i);
+    }
+    out
+}
+
+fn mnemonics(v: &[Instruction]) -> Vec<Mnemonic> {
+    v.iter().map(|i| i.mnemonic()).collect()
+}
+
+#[test]
+fn entry_stub_shape() {
+    let stub = 0x7000_1000;
+    let slot = 0x7000_0000;
+    let entry = 0x40_1000;
+    let code = entry_stub(stub, slot, entry).unwrap();
+    let ins = decode(&code, stub);
+    use Mnemonic::*;
+    assert_eq!(
+        mnemonics(&ins),
+        [
+            Pushfq, Push, Push, Mov, Lea, Mov, Add, Test, Jne, Mov, Test, Je, Add, Cmp, Jne, Mov,
+            Mov, Pop, Pop, Popfq, Jmp
+        ]
+    );
+    let store = &ins[16];
+    assert!(store.is_ip_rel_memory_operand());
+    assert_eq!(store.ip_rel_memory_address(), slot);
+    let jmp = ins.last().unwrap();
+    assert_eq!(jmp.near_branch_target(), entry);
+    // No system call anywhere, nothing but the entry jump leaves the stub.
+    assert!(ins.iter().all(|i| i.code() != Code::Syscall));
+    assert_eq!(ins[8].near_branch_target(), ins[5].ip());
+    assert_eq!(ins[11].near_branch_target(), ins[16].ip());
+    assert_eq!(ins[14].near_branch_target(), ins[9].ip());
+}
+
+/// The stub's loop, simulated over a hand-made initial stack: finds AT_SYSINFO or stores 0.
+#[test]
+fn entry_stub_walk_semantics() {
+    // argc=2, argv[2], NULL, envp[1], NULL, auxv...
+    fn stack(aux: &[(u64, u64)]) -> Vec<u64> {
+        let mut s = vec![2, 0x1111, 0x2222, 0, 0x3333, 0];
+        for &(k, v) in aux {
+            s.push(k);
+            s.push(v);
+        }
+        s.extend([0, 0]);
+        s
+    }
+    // Interpret exactly the stub's algorithm on the vector (index arithmetic = rsp + 8*i).
+    fn walk(s: &[u64]) -> u64 {
+        let argc = s[0] as usize;
+        let mut i = argc + 2; // lea rax,[rsp+rax*8+16] relative to entry rsp (24 bytes pushed)
+        loop {
+            let v = s[i];
+            i += 1;
+            if v == 0 {
+                break;
+            }
+        }
+        loop {
+            let k = s[i];
+            if k == 0 {
+                return 0;
+            }
+            i += 2;
+            if k == AT_SYSINFO {
+                return s[i - 1];
+            }
+        }
+    }
+    assert_eq!(
+        walk(&stack(&[(6, 4096), (32, 0xffff_8000_1234), (33, 7)])),
+        0xffff_8000_1234
+    );
+    assert_eq!(walk(&stack(&[(6, 4096), (33, 7)])), 0);
+    assert_eq!(walk(&stack(&[])), 0);
+    // The encoded displacement matches the simulation: 24 bytes pushed + 8 (argc) + 8 (NULL).
+    let code = entry_stub(0x1000, 0x3000, 0x2000).unwrap();
+    let lea = decode(&code, 0x1000)[4];
+    assert_eq!(lea.memory_base(), Register::RSP);
+    assert_eq!(lea.memory_index(), Register::RAX);
+    assert_eq!(lea.memory_index_scale(), 8);
+    assert_eq!(lea.memory_displacement64(), 40);
+}
+
+fn site_from(bytes: &[u8], ip: u64) -> Vec<Instruction> {
+    decode(bytes, ip)
+}
+
+#[test]
+fn trampoline_shape_without_displaced_code() {
+    let t = trampoline(0x80_0000, &Site::default(), 0x7f_f000, 0x40_1007).unwrap();
+    let ins = decode(&t.bytes, 0x80_0000);
+    use Mnemonic::*;
+    assert_eq!(
+        mnemonics(&ins),
+        [Mov, Jrcxz, Lea, Call, Lea, Jmp, Syscall, Jmp]
+    );
+    assert_eq!(ins[0].ip_rel_memory_address(), 0x7f_f000);
+    assert_eq!(ins[0].op0_register(), Register::RCX);
+    assert_eq!(ins[1].near_branch_target(), ins[6].ip());
+    assert_eq!(ins[2].memory_displacement64() as i64, -128);
+    assert_eq!(ins[3].op0_register(), Register::RCX);
+    assert_eq!(ins[4].memory_displacement64(), 128);
+    assert_eq!(ins[5].near_branch_target(), ins[7].ip());
+    assert_eq!(ins[6].len(), 2);
+    assert_eq!((ins[6].ip() - 0x80_0000) as usize, t.syscall_offset);
+    assert_eq!(ins[7].near_branch_target(), 0x40_1007);
+    assert_eq!(ins[7].code(), Code::Jmp_rel32_64);
+}
+
+#[test]
+fn trampoline_replays_displaced_code_and_relocates_rip_relative() {
+    // mov eax, 1 ; <syscall> ; mov [rip+0x100], rax  (at 0x401000)
+    let before = site_from(&[0xb8, 0x01, 0, 0, 0], 0x40_1000);
+    let after = site_from(&[0x48, 0x89, 0x05, 0x00, 0x01, 0, 0], 0x40_1007);
+    let target = after[0].ip_rel_memory_address();
+    assert_eq!(target, 0x40_1007 + 7 + 0x100);
+    let site = Site { before, after };
+    let base = 0x50_0000;
+    let t = trampoline(base, &site, 0x4f_f000, 0x40_100e).unwrap();
+    let ins = decode(&t.bytes, base);
+    use Mnemonic::*;
+    assert_eq!(
+        mnemonics(&ins),
+        [Mov, Mov, Jrcxz, Lea, Call, Lea, Jmp, Syscall, Mov, Jmp]
+    );
+    assert_eq!(ins[0].immediate32(), 1);
+    assert!(ins[8].is_ip_rel_memory_operand());
+    assert_eq!(ins[8].ip_rel_memory_address(), target);
+    assert_eq!(ins[9].near_branch_target(), 0x40_100e);
+    assert_eq!(&t.bytes[t.syscall_offset..t.syscall_offset + 2], &SYSCALL);
+}
+
+#[test]
+fn trampoline_refuses_control_flow_and_syscalls() {
+    let ret = site_from(&[0xc3], 0x1000);
+    let site = Site {
+        before: vec![],
+        after: ret,
+    };
+    assert!(matches!(
+        trampoline(0x2000, &site, 0x3000, 0x1001),
+        Err(ShimError::NotRelocatable { ip: 0x1000, .. })
+    ));
+    let sc = site_from(&[0x0f, 0x05], 0x1000);
+    assert!(check_relocatable(&sc[0]).is_err());
+    let endbr = site_from(&[0xf3, 0x0f, 0x1e, 0xfa], 0x1000);
+    assert!(check_relocatable(&endbr[0]).is_err());
+    let jcc = site_from(&[0x74, 0x00], 0x1000);
+    assert!(check_relocatable(&jcc[0]).is_err());
+    let mov = site_from(&[0x48, 0x89, 0xc7], 0x1000);
+    assert!(check_relocatable(&mov[0]).is_ok());
+}
+
+#[test]
+fn out_of_range_targets_are_errors_not_panics() {
+    // A RIP-relative operand more than 2 GiB away from the trampoline cannot be re-encoded.
+    let before = site_from(&[0x48, 0x8b, 0x05, 0, 0, 0, 0], 0x40_0000);
+    let site = Site {
+        before,
+        after: vec![],
+    };
+    assert!(matches!(
+        trampoline(0x1_0000_0000, &site, 0x1_0000_1000, 0x40_0010),
+        Err(ShimError::Encode { .. })
+    ));
+    assert!(trampoline(0x1_0000_0000, &Site::default(), 0x10, 0x40_0010).is_err());
+    assert!(trampoline(0x1_0000_0000, &Site::default(), 0x1_0000_1000, 0x40_0010).is_err());
+    assert!(entry_stub(0x1_0000_0000, 0x1_0000_1000, 0x1000).is_err());
+}
+
+#[test]
+fn jmp_rel32_encoding_and_range() {
+    assert_eq!(jmp_rel32(0x1000, 0x1005), Some([0xe9, 0, 0, 0, 0]));
+    assert_eq!(
+        jmp_rel32(0x1000, 0x1000),
+        Some([0xe9, 0xfb, 0xff, 0xff, 0xff])
+    );
+    assert_eq!(jmp_rel32(0x1000, 0x1_0000_1000), None);
+    assert_eq!(jmp_rel32(u64::MAX - 2, 0), None);
+}
+
+#[test]
+fn deterministic() {
+    let a = trampoline(0x9000, &Site::default(), 0x8000, 0x1234).unwrap();
+    let b = trampoline(0x9000, &Site::default(), 0x8000, 0x1234).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(
+        entry_stub(1 << 20, 1 << 19, 0x1000).unwrap(),
+        entry_stub(1 << 20, 1 << 19, 0x1000).unwrap()
+    );
+}
+
+/// Runs a trampoline for real, in this process: a hand-written function puts canaries in its
+/// red zone and known values in every register, sets CF, and makes `getpid` through a patched
+/// site; the check after the site fails unless only rax, rcx and r11 changed, the red zone and
+/// CF survived, and the displaced RIP-relative store reached its data. Once with the slot 0
+/// (real `syscall`), once with the slot pointing to a stand-in entry that counts calls and,
+/// like the kernel's, clobbers the 16 bytes below its own stack pointer.
+#[test]
+fn trampoline_runs_both_paths_preserving_registers_red_zone_and_flags() {
+    const VALUES: [(Register, i32); 12] = [
+        (Register::RBX, 0x1000_0001),
+        (Register::RBP, 0x1000_0002),
+        (Register::RDI, 0x1000_0003),
+        (Register::RSI, 0x1000_0004),
+        (Register::RDX, 0x1000_0005),
+        (Register::R8, 0x1000_0006),
+        (Register::R9, 0x1000_0007),
+        (Register::R10, 0x1000_0008),
+        (Register::R12, 0x1000_0009),
+        (Register::R13, 0x1000_000a),
+        (Register::R14, 0x1000_000b),
+        (Register::R15, 0x1000_000c),
+    ];
+    let page = 4096usize;
+    // SAFETY: plain anonymous mappings owned by this test.
+    let mem = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            2 * page,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(mem, libc::MAP_FAILED);
+    let code = mem as u64;
+    let data = code + page as u64;
+    let slot = data;
+    let counter = data + 8;
+    let out = data + 16;
+    let tramp_at = code + 0x800;
+    let entry_at = code + 0xc00;
+
+    // The function under test, with the site at `site`.
+    let mut a = CodeAssembler::new(64).unwrap();
+    for r in [rbx, rbp, r12, r13, r14, r15] {
+        a.push(r).unwrap();
+    }
+    for off in (8..=128).step_by(8) {
+        a.mov(qword_ptr(rsp - off), 0x2200_0000 + off).unwrap();
+    }
+    for (reg, v) in VALUES {
+        a.add_instruction(Instruction::with2(Code::Mov_r64_imm64, reg, v as u64).unwrap())
+            .unwrap();
+    }
+    a.stc().unwrap();
+    let mut site_label = a.create_label();
+    a.set_label(&mut site_label).unwrap();
+    a.mov(eax, 39).unwrap(); // getpid, displaced before the syscall
+    a.syscall().unwrap();
+    a.add_instruction(
+        Instruction::with2(
+            Code::Mov_rm64_r64,
+            MemoryOperand::with_base_displ(Register::RIP, out as i64),
+            Register::RAX,
+        )
+        .unwrap(),
+    )
+    .unwrap(); // displaced after the syscall, RIP-relative
+    let mut resume = a.create_label();
+    let mut fail = a.create_label();
+    let mut done = a.create_label();
+    a.set_label(&mut resume).unwrap();
+    a.mov(eax, 100).unwrap();
+    a.jnc(fail).unwrap();
+    for (n, (reg, v)) in VALUES.iter().enumerate() {
+        a.mov(eax, 1 + n as u32).unwrap();
+        a.add_instruction(Instruction::with2(Code::Cmp_rm64_imm32, *reg, *v).unwrap())
+            .unwrap();
+        a.jne(fail).unwrap();
+    }
+    for off in (8..=128).step_by(8) {
+        a.mov(eax, 1000 + off as u32).unwrap();
+        a.cmp(qword_ptr(rsp - off), 0x2200_0000 + off).unwrap();
+        a.jne(fail).unwrap();
+    }
+    a.xor(eax, eax).unwrap();
+    a.set_label(&mut fail).unwrap();
+    a.nop().unwrap();
+    a.set_label(&mut done).unwrap();
+    for r in [r15, r14, r13, r12, rbp, rbx] {
+        a.pop(r).unwrap();
+    }
+    a.ret().unwrap();
+    let res = a
+        .assemble_options(code, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)
+        .unwrap();
+    let site = res.label_ip(&site_label).unwrap();
+    let resume_ip = res.label_ip(&resume).unwrap();
+    let mut func = res.inner.code_buffer.clone();
+    let _ = done;
+
+    // Relink the site: displaced instructions, trampoline, jmp rel32 + int3.
+    let window = &func[(site - code) as usize..(resume_ip - code) as usize];
+    let ins = decode(window, site);
+    assert_eq!(
+        mnemonics(&ins),
+        [Mnemonic::Mov, Mnemonic::Syscall, Mnemonic::Mov]
+    );
+    let t = trampoline(
+        tramp_at,
+        &Site {
+            before: vec![ins[0]],
+            after: vec![ins[2]],
+        },
+        slot,
+        resume_ip,
+    )
+    .unwrap();
+    let w = &mut func[(site - code) as usize..(resume_ip - code) as usize];
+    w.fill(INT3);
+    w[..5].copy_from_slice(&jmp_rel32(site, tramp_at).unwrap());
+
+    // The stand-in KML entry.
+    let mut e = CodeAssembler::new(64).unwrap();
+    e.pushfq().unwrap();
+    e.add_instruction(
+        Instruction::with1(
+            Code::Inc_rm64,
+            MemoryOperand::with_base_displ(Register::RIP, counter as i64),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    e.popfq().unwrap();
+    e.mov(rcx, 0x5a5a_5a5a_5a5a_5a5au64).unwrap();
+    e.mov(qword_ptr(rsp - 8), rcx).unwrap();
+    e.mov(qword_ptr(rsp - 16), rcx).unwrap();
+    e.syscall().unwrap();
+    e.mov(r11, 0x77u64).unwrap();
+    e.ret().unwrap();
+    let entry = e.assemble(entry_at).unwrap();
+
+    // SAFETY: writes within the mapping, then makes the code page executable and not writable.
+    unsafe {
+        let p = mem as *mut u8;
+        std::ptr::copy_nonoverlapping(func.as_ptr(), p, func.len());
+        std::ptr::copy_nonoverlapping(t.bytes.as_ptr(), p.add(0x800), t.bytes.len());
+        std::ptr::copy_nonoverlapping(entry.as_ptr(), p.add(0xc00), entry.len());
+        assert_eq!(
+            libc::mprotect(mem, page, libc::PROT_READ | libc::PROT_EXEC),
+            0
+        );
+    }
+    // SAFETY: the function follows the System V ABI (callee-saved registers restored).
+    let run: extern "sysv64" fn() -> u64 = unsafe { std::mem::transmute(code as usize) };
+    let read = |a: u64| unsafe { *(a as *const u64) };
+    let write = |a: u64, v: u64| unsafe { *(a as *mut u64) = v };
+    let pid = std::process::id() as u64;
+
+    write(slot, 0);
+    assert_eq!(
+        run(),
+        0,
+        "real path: a register, the red zone or CF changed"
+    );
+    assert_eq!(read(out), pid);
+    assert_eq!(read(counter), 0);
+
+    write(out, 0);
+    write(slot, entry_at);
+    assert_eq!(
+        run(),
+        0,
+        "call path: a register, the red zone or CF changed"
+    );
+    assert_eq!(read(out), pid);
+    assert_eq!(read(counter), 1);
+
+    // SAFETY: unmapping our own mapping.
+    unsafe { libc::munmap(mem, 2 * page) };
+}
+
+/// Runs the entry stub for real on a hand-made initial stack: it must store AT_SYSINFO (or 0)
+/// in the slot and reach the original entry with rsp, rdx, every other register and CF as
+/// they were, without writing above the entry rsp.
+#[test]
+fn entry_stub_runs_and_preserves_the_entry_state() {
+    let page = 4096usize;
+    // SAFETY: an anonymous mapping owned by this test.
+    let mem = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            2 * page,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(mem, libc::MAP_FAILED);
+    let code = mem as u64;
+    let data = code + page as u64;
+    let slot = data;
+    let saved_rsp = data + 8;
+    let stub_at = code + 0x800;
+    let regs: [(Register, u64); 13] = [
+        (Register::RAX, 0x3000_0001),
+        (Register::RBX, 0x3000_0002),
+        (Register::RCX, 0x3000_0003),
+        (Register::RDX, 0x3000_0004),
+        (Register::RSI, 0x3000_0005),
+        (Register::RDI, 0x3000_0006),
+        (Register::RBP, 0x3000_0007),
+        (Register::R8, 0x3000_0008),
+        (Register::R9, 0x3000_0009),
+        (Register::R10, 0x3000_000a),
+        (Register::R11, 0x3000_000b),
+        (Register::R13, 0x3000_000d),
+        (Register::R14, 0x3000_000e),
+    ];
+    let mem_rip = |a: u64| MemoryOperand::with_base_displ(Register::RIP, a as i64);
+    let mut a = CodeAssembler::new(64).unwrap();
+    for r in [rbx, rbp, r12, r13, r14, r15] {
+        a.push(r).unwrap();
+    }
+    a.add_instruction(
+        Instruction::with2(Code::Mov_rm64_r64, mem_rip(saved_rsp), Register::RSP).unwrap(),
+    )
+    .unwrap();
+    a.mov(rsp, rdi).unwrap();
+    a.mov(r12, rdi).unwrap(); // the expected rsp at the original entry
+    for (r, v) in regs {
+        a.add_instruction(Instruction::with2(Code::Mov_r64_imm64, r, v).unwrap())
+            .unwrap();
+    }
+    a.stc().unwrap();
+    a.add_instruction(Instruction::with_branch(Code::Jmp_rel32_64, stub_at).unwrap())
+        .unwrap();
+    let mut entry = a.create_label();
+    let mut fail = a.create_label();
+    a.set_label(&mut entry).unwrap();
+    a.mov(r15, 100u64).unwrap();
+    a.jnc(fail).unwrap();
+    a.mov(r15, 101u64).unwrap();
+    a.cmp(rsp, r12).unwrap();
+    a.jne(fail).unwrap();
+    for (n, (r, v)) in regs.iter().enumerate() {
+        a.mov(r15, 1 + n as u64).unwrap();
+        a.add_instruction(Instruction::with2(Code::Cmp_rm64_imm32, *r, *v as i32).unwrap())
+            .unwrap();
+        a.jne(fail).unwrap();
+    }
+    a.xor(r15, r15).unwrap();
+    a.set_label(&mut fail).unwrap();
+    a.add_instruction(
+        Instruction::with2(Code::Mov_r64_rm64, Register::RSP, mem_rip(saved_rsp)).unwrap(),
+    )
+    .unwrap();
+    a.mov(rax, r15).unwrap();
+    for r in [r15, r14, r13, r12, rbp, rbx] {
+        a.pop(r).unwrap();
+    }
+    a.ret().unwrap();
+    let res = a
+        .assemble_options(code, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)
+        .unwrap();
+    let entry_ip = res.label_ip(&entry).unwrap();
+    let harness = res.inner.code_buffer;
+    let stub = entry_stub(stub_at, slot, entry_ip).unwrap();
+    // SAFETY: writes within the mapping, then makes the code page executable and not writable.
+    unsafe {
+        let p = mem as *mut u8;
+        std::ptr::copy_nonoverlapping(harness.as_ptr(), p, harness.len());
+        std::ptr::copy_nonoverlapping(stub.as_ptr(), p.add(0x800), stub.len());
+        assert_eq!(
+            libc::mprotect(mem, page, libc::PROT_READ | libc::PROT_EXEC),
+            0
+        );
+    }
+    // SAFETY: the harness follows the System V ABI and restores its own stack.
+    let run: extern "sysv64" fn(*mut u64) -> u64 = unsafe { std::mem::transmute(code as usize) };
+    let read = |a: u64| unsafe { *(a as *const u64) };
+
+    for (aux, want) in [
+        (
+            vec![
+                (6u64, 4096u64),
+                (32, 0xffff_ffff_ff60_0000),
+                (33, 0x7fff_0000),
+            ],
+            0xffff_ffff_ff60_0000u64,
+        ),
+        (vec![(6, 4096), (33, 0x7fff_0000)], 0),
+        (vec![], 0),
+    ] {
+        // 32 words of room below the entry rsp, then argc, argv, NULL, envp, NULL, auxv, AT_NULL.
+        let mut stack = vec![0xeeee_eeee_eeee_eeeeu64; 32];
+        let top = stack.len();
+        stack.extend([2, 0x1111, 0x2222, 0, 0x3333, 0x4444, 0]);
+        for (k, v) in &aux {
+            stack.extend([*k, *v]);
+        }
+        stack.extend([0, 0]);
+        let above = stack[top..].to_vec();
+        unsafe { *(slot as *mut u64) = 0x5555 };
+        let entry_sp = unsafe { stack.as_mut_ptr().add(top) };
+        assert_eq!(
+            run(entry_sp),
+            0,
+            "the original entry saw a changed register, rsp or CF"
+        );
+        assert_eq!(read(slot), want);
+        assert_eq!(
+            stack[top..],
+            above[..],
+            "the stub wrote above the entry rsp"
+        );
+    }
+    // SAFETY: unmapping our own mapping.
+    unsafe { libc::munmap(mem, 2 * page) };
+}

@@ -1,0 +1,555 @@
+//! Reading the input ELF file: headers, segments, sections, symbols and relocations, through
+//! `object`'s bounds-checked low-level ELF API, into plain owned structures.
+
+use crate::error::Error;
+use object::elf as E;
+use object::read::elf::{FileHeader, ProgramHeader, SectionHeader, Sym};
+use object::LittleEndian as LE;
+
+pub const PT_LOAD: u32 = E::PT_LOAD;
+pub const PT_DYNAMIC: u32 = E::PT_DYNAMIC;
+pub const PT_INTERP: u32 = E::PT_INTERP;
+pub const PT_NOTE: u32 = E::PT_NOTE;
+pub const PT_PHDR: u32 = E::PT_PHDR;
+pub const PT_GNU_EH_FRAME: u32 = E::PT_GNU_EH_FRAME;
+pub const PF_X: u32 = E::PF_X;
+pub const PF_W: u32 = E::PF_W;
+pub const PF_R: u32 = E::PF_R;
+pub const SHF_ALLOC: u64 = E::SHF_ALLOC as u64;
+pub const SHF_EXECINSTR: u64 = E::SHF_EXECINSTR as u64;
+pub const SHF_WRITE: u64 = E::SHF_WRITE as u64;
+pub const SHT_NOBITS: u32 = E::SHT_NOBITS;
+pub const SHT_PROGBITS: u32 = E::SHT_PROGBITS;
+pub const SHT_RELA: u32 = E::SHT_RELA;
+pub const EHDR_SIZE: usize = 64;
+pub const PHDR_SIZE: usize = 56;
+pub const SHDR_SIZE: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Phdr {
+    pub p_type: u32,
+    pub p_flags: u32,
+    pub p_offset: u64,
+    pub p_vaddr: u64,
+    pub p_paddr: u64,
+    pub p_filesz: u64,
+    pub p_memsz: u64,
+    pub p_align: u64,
+}
+
+impl Phdr {
+    pub fn to_bytes(&self) -> [u8; PHDR_SIZE] {
+        let mut b = [0u8; PHDR_SIZE];
+        b[0..4].copy_from_slice(&self.p_type.to_le_bytes());
+        b[4..8].copy_from_slice(&self.p_flags.to_le_bytes());
+        b[8..16].copy_from_slice(&self.p_offset.to_le_bytes());
+        b[16..24].copy_from_slice(&self.p_vaddr.to_le_bytes());
+        b[24..32].copy_from_slice(&self.p_paddr.to_le_bytes());
+        b[32..40].copy_from_slice(&self.p_filesz.to_le_bytes());
+        b[40..48].copy_from_slice(&self.p_memsz.to_le_bytes());
+        b[48..56].copy_from_slice(&self.p_align.to_le_bytes());
+        b
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    pub name: String,
+    pub sh_name: u32,
+    pub sh_type: u32,
+    pub sh_flags: u64,
+    pub sh_addr: u64,
+    pub sh_offset: u64,
+    pub sh_size: u64,
+    pub sh_link: u32,
+    pub sh_info: u32,
+    pub sh_addralign: u64,
+    pub sh_entsize: u64,
+}
+
+impl Section {
+    pub fn to_bytes(&self) -> [u8; SHDR_SIZE] {
+        let mut b = [0u8; SHDR_SIZE];
+        b[0..4].copy_from_slice(&self.sh_name.to_le_bytes());
+        b[4..8].copy_from_slice(&self.sh_type.to_le_bytes());
+        b[8..16].copy_from_slice(&self.sh_flags.to_le_bytes());
+        b[16..24].copy_from_slice(&self.sh_addr.to_le_bytes());
+        b[24..32].copy_from_slice(&self.sh_offset.to_le_bytes());
+        b[32..40].copy_from_slice(&self.sh_size.to_le_bytes());
+        b[40..44].copy_from_slice(&self.sh_link.to_le_bytes());
+        b[44..48].copy_from_slice(&self.sh_info.to_le_bytes());
+        b[48..56].copy_from_slice(&self.sh_addralign.to_le_bytes());
+        b[56..64].copy_from_slice(&self.sh_entsize.to_le_bytes());
+        b
+    }
+
+    /// The section's bytes in the file (`None` for `SHT_NOBITS` or out-of-file ranges).
+    pub fn data<'a>(&self, file: &'a [u8]) -> Option<&'a [u8]> {
+        if self.sh_type == SHT_NOBITS {
+            return None;
+        }
+        slice(file, self.sh_offset, self.sh_size)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Symbol {
+    pub name: String,
+    pub value: u64,
+    pub size: u64,
+    pub st_type: u8,
+    pub shndx: u16,
+}
+
+pub const STT_FUNC: u8 = E::STT_FUNC;
+pub const STT_NOTYPE: u8 = E::STT_NOTYPE;
+pub const STT_OBJECT: u8 = E::STT_OBJECT;
+pub const STT_TLS: u8 = E::STT_TLS;
+pub const STT_SECTION: u8 = E::STT_SECTION;
+pub const STT_FILE: u8 = E::STT_FILE;
+
+/// A relocation of the static-PIE self-relocation tables (or glibc's `.rela.iplt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rela {
+    pub offset: u64,
+    pub r_type: u32,
+    pub addend: i64,
+}
+
+pub const R_X86_64_RELATIVE: u32 = E::R_X86_64_RELATIVE;
+pub const R_X86_64_IRELATIVE: u32 = E::R_X86_64_IRELATIVE;
+
+/// The parts of the input that the relinker uses.
+#[derive(Debug)]
+pub struct Elf<'a> {
+    pub data: &'a [u8],
+    pub e_type: u16,
+    pub e_entry: u64,
+    pub e_phoff: u64,
+    pub e_shoff: u64,
+    pub e_shnum: u16,
+    pub e_shstrndx: u16,
+    pub phdrs: Vec<Phdr>,
+    /// Empty when the file has no section headers.
+    pub sections: Vec<Section>,
+    pub symbols: Vec<Symbol>,
+    pub relocations: Vec<Rela>,
+}
+
+/// Bounds-checked `&file[offset..offset+size]`.
+pub fn slice(file: &[u8], offset: u64, size: u64) -> Option<&[u8]> {
+    let start = usize::try_from(offset).ok()?;
+    let len = usize::try_from(size).ok()?;
+    let end = start.checked_add(len)?;
+    file.get(start..end)
+}
+
+pub fn read_u64(b: &[u8], at: usize) -> Option<u64> {
+    let s = b.get(at..at.checked_add(8)?)?;
+    Some(u64::from_le_bytes(s.try_into().ok()?))
+}
+
+pub fn read_u32(b: &[u8], at: usize) -> Option<u32> {
+    let s = b.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(s.try_into().ok()?))
+}
+
+pub fn read_u16(b: &[u8], at: usize) -> Option<u16> {
+    let s = b.get(at..at.checked_add(2)?)?;
+    Some(u16::from_le_bytes(s.try_into().ok()?))
+}
+
+impl<'a> Elf<'a> {
+    /// Parses and checks the header and program headers; refuses what lupine-relink cannot
+    /// handle. Section headers, symbols and relocations are read when present.
+    pub fn parse(file: &str, data: &'a [u8]) -> Result<Self, Error> {
+        let f = || file.to_string();
+        let mal = |what: String| Error::Malformed { file: f(), what };
+        if data.len() < 4 || &data[..4] != b"\x7fELF" {
+            return Err(Error::NotElf { file: f() });
+        }
+        if data.len() < 6 {
+            return Err(mal("truncated ELF identification".into()));
+        }
+        match data[4] {
+            E::ELFCLASS64 => {}
+            E::ELFCLASS32 => return Err(Error::Elf32 { file: f() }),
+            c => return Err(mal(format!("unknown ELF class {c} (EI_CLASS)"))),
+        }
+        if data[5] != E::ELFDATA2LSB {
+            // Big-endian headers: the machine field is not worth decoding.
+            return Err(Error::Encoding {
+                file: f(),
+                data: data[5],
+            });
+        }
+        if data.len() < EHDR_SIZE {
+            return Err(mal(format!(
+                "truncated ELF header: the file has {} bytes, the header needs {EHDR_SIZE}",
+                data.len()
+            )));
+        }
+        let machine = read_u16(data, 18).unwrap_or(0);
+        if machine != E::EM_X86_64 {
+            return Err(Error::Machine { file: f(), machine });
+        }
+        let hdr =
+            E::FileHeader64::<LE>::parse(data).map_err(|e| mal(format!("ELF header: {e}")))?;
+        let en = LE;
+        if hdr.e_ident().version != E::EV_CURRENT {
+            return Err(mal("EI_VERSION is not EV_CURRENT".into()));
+        }
+        let e_type = hdr.e_type(en);
+        match e_type {
+            E::ET_EXEC | E::ET_DYN => {}
+            E::ET_REL => {
+                return Err(Error::NotProgram {
+                    file: f(),
+                    what:
+                        "is a relocatable object (ET_REL), not a program: link it statically first"
+                            .into(),
+                })
+            }
+            E::ET_CORE => {
+                return Err(Error::NotProgram {
+                    file: f(),
+                    what: "is a core dump (ET_CORE), not a program".into(),
+                })
+            }
+            t => {
+                return Err(Error::NotProgram {
+                    file: f(),
+                    what: format!("has ELF type {t} (e_type), not ET_EXEC or ET_DYN"),
+                })
+            }
+        }
+        if usize::from(hdr.e_ehsize(en)) != EHDR_SIZE {
+            return Err(mal(format!(
+                "e_ehsize is {}, expected {EHDR_SIZE}",
+                hdr.e_ehsize(en)
+            )));
+        }
+        let e_phoff = hdr.e_phoff(en);
+        if hdr.e_phnum(en) == E::PN_XNUM {
+            return Err(mal(
+                "e_phnum is PN_XNUM (extended numbering is not supported)".into(),
+            ));
+        }
+        if hdr.e_phnum(en) == 0 || e_phoff == 0 {
+            return Err(mal("no program headers (e_phnum or e_phoff is 0)".into()));
+        }
+        if usize::from(hdr.e_phentsize(en)) != PHDR_SIZE {
+            return Err(mal(format!(
+                "e_phentsize is {}, expected {PHDR_SIZE}",
+                hdr.e_phentsize(en)
+            )));
+        }
+        let raw_ph = hdr.program_headers(en, data).map_err(|_| {
+            mal(format!(
+                "program header table (e_phoff {e_phoff:#x}, {} entries) is outside the file ({} bytes)",
+                hdr.e_phnum(en),
+                data.len()
+            ))
+        })?;
+        let phdrs: Vec<Phdr> = raw_ph
+            .iter()
+            .map(|p| Phdr {
+                p_type: p.p_type(en),
+                p_flags: p.p_flags(en),
+                p_offset: p.p_offset(en),
+                p_vaddr: p.p_vaddr(en),
+                p_paddr: p.p_paddr(en),
+                p_filesz: p.p_filesz(en),
+                p_memsz: p.p_memsz(en),
+                p_align: p.p_align(en),
+            })
+            .collect();
+        for (i, p) in phdrs.iter().enumerate() {
+            if p.p_type == PT_INTERP {
+                let interp = slice(data, p.p_offset, p.p_filesz)
+                    .map(|b| {
+                        let b = b.split(|&c| c == 0).next().unwrap_or(b);
+                        String::from_utf8_lossy(b).into_owned()
+                    })
+                    .unwrap_or_else(|| "<outside the file>".into());
+                return Err(Error::Dynamic {
+                    file: f(),
+                    interpreter: interp,
+                });
+            }
+            if p.p_type == PT_LOAD {
+                if p.p_filesz > p.p_memsz {
+                    return Err(mal(format!(
+                        "program header {i}: p_filesz is larger than p_memsz"
+                    )));
+                }
+                if slice(data, p.p_offset, p.p_filesz).is_none() {
+                    return Err(mal(format!(
+                        "program header {i}: PT_LOAD file range {:#x}+{:#x} is outside the file ({} bytes)",
+                        p.p_offset,
+                        p.p_filesz,
+                        data.len()
+                    )));
+                }
+                if p.p_vaddr.checked_add(p.p_memsz).is_none() {
+                    return Err(mal(format!(
+                        "program header {i}: PT_LOAD address range overflows"
+                    )));
+                }
+                if p.p_align > 1 && p.p_offset % p.p_align != p.p_vaddr % p.p_align {
+                    return Err(mal(format!(
+                        "program header {i}: p_offset {:#x} and p_vaddr {:#x} disagree modulo p_align {:#x}",
+                        p.p_offset, p.p_vaddr, p.p_align
+                    )));
+                }
+            }
+        }
+        if !phdrs.iter().any(|p| p.p_type == PT_LOAD) {
+            return Err(mal("no PT_LOAD segment".into()));
+        }
+        let e_entry = hdr.e_entry(en);
+
+        let mut elf = Elf {
+            data,
+            e_type,
+            e_entry,
+            e_phoff,
+            e_shoff: hdr.e_shoff(en),
+            e_shnum: hdr.e_shnum(en),
+            e_shstrndx: hdr.e_shstrndx(en),
+            phdrs,
+            sections: Vec::new(),
+            symbols: Vec::new(),
+            relocations: Vec::new(),
+        };
+        elf.read_sections(hdr).map_err(mal)?;
+        elf.read_dynamic_relocations(file)?;
+        if e_type == E::ET_DYN {
+            elf.check_not_shared_library(file)?;
+            if e_entry == 0 {
+                return Err(Error::NotProgram {
+                    file: f(),
+                    what:
+                        "is a shared library (ET_DYN without an entry point), not a static program"
+                            .into(),
+                });
+            }
+        }
+        if !elf.is_executable_vaddr(e_entry) {
+            return Err(Error::NotProgram {
+                file: f(),
+                what: format!(
+                    "its entry point {e_entry:#x} (e_entry) is not in an executable segment"
+                ),
+            });
+        }
+        Ok(elf)
+    }
+
+    fn read_sections(&mut self, hdr: &E::FileHeader64<LE>) -> Result<(), String> {
+        let en = LE;
+        let data = self.data;
+        if hdr.e_shoff(en) == 0 {
+            return Ok(());
+        }
+        let shnum = hdr.e_shnum(en);
+        let shoff = hdr.e_shoff(en);
+        let table = hdr.sections(en, data).map_err(|e| {
+            let end = shoff.checked_add(u64::from(shnum) * SHDR_SIZE as u64);
+            if end.map_or(true, |e| e > data.len() as u64) {
+                format!(
+                    "the section header table (e_shoff {shoff:#x}, {shnum} entries) extends beyond the end of the file ({} bytes): truncated?",
+                    data.len()
+                )
+            } else {
+                format!("section headers: {e}")
+            }
+        })?;
+        for (i, s) in table.iter().enumerate() {
+            if s.sh_type(en) != SHT_NOBITS && s.sh_type(en) != E::SHT_NULL {
+                let end = s.sh_offset(en).checked_add(s.sh_size(en));
+                if end.map_or(true, |e| e > data.len() as u64) {
+                    return Err(format!(
+                        "section {i} ({}) at offset {:#x}, size {:#x}, extends beyond the end of the file ({} bytes): truncated?",
+                        String::from_utf8_lossy(table.section_name(en, s).unwrap_or(b"?")),
+                        s.sh_offset(en),
+                        s.sh_size(en),
+                        data.len()
+                    ));
+                }
+            }
+            let name = table
+                .section_name(en, s)
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .unwrap_or_default();
+            self.sections.push(Section {
+                name,
+                sh_name: s.sh_name(en),
+                sh_type: s.sh_type(en),
+                sh_flags: s.sh_flags(en),
+                sh_addr: s.sh_addr(en),
+                sh_offset: s.sh_offset(en),
+                sh_size: s.sh_size(en),
+                sh_link: s.sh_link(en),
+                sh_info: s.sh_info(en),
+                sh_addralign: s.sh_addralign(en),
+                sh_entsize: s.sh_entsize(en),
+            });
+            if s.sh_type(en) == SHT_RELA && s.sh_flags(en) & SHF_ALLOC != 0 {
+                if let Ok(Some((relas, _))) = s.rela(en, data) {
+                    for r in relas {
+                        self.relocations.push(Rela {
+                            offset: r.r_offset.get(en),
+                            r_type: (r.r_info.get(en) & 0xffff_ffff) as u32,
+                            addend: r.r_addend.get(en),
+                        });
+                    }
+                }
+            }
+        }
+        let symtab = table
+            .symbols(en, data, E::SHT_SYMTAB)
+            .map_err(|e| format!("symbol table: {e}"))?;
+        {
+            let strings = symtab.strings();
+            for s in symtab.iter() {
+                let name = s
+                    .name(en, strings)
+                    .map(|n| String::from_utf8_lossy(n).into_owned())
+                    .unwrap_or_default();
+                self.symbols.push(Symbol {
+                    name,
+                    value: s.st_value(en),
+                    size: s.st_size(en),
+                    st_type: s.st_type(),
+                    shndx: s.st_shndx(en),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `DT_RELA`/`DT_JMPREL` tables from `PT_DYNAMIC`, for files without section headers.
+    fn read_dynamic_relocations(&mut self, file: &str) -> Result<(), Error> {
+        if !self.relocations.is_empty() || !self.sections.is_empty() {
+            return Ok(());
+        }
+        let Some(dynp) = self.phdrs.iter().find(|p| p.p_type == PT_DYNAMIC).copied() else {
+            return Ok(());
+        };
+        let Some(dynb) = slice(self.data, dynp.p_offset, dynp.p_filesz) else {
+            return Err(Error::Malformed {
+                file: file.into(),
+                what: "PT_DYNAMIC is outside the file".into(),
+            });
+        };
+        let mut tables = Vec::new();
+        let (mut rela, mut relasz, mut jmprel, mut pltrelsz) = (None, None, None, None);
+        for e in dynb.chunks_exact(16) {
+            let tag = read_u64(e, 0).unwrap_or(0);
+            let val = read_u64(e, 8).unwrap_or(0);
+            match tag {
+                0 => break,
+                7 => rela = Some(val),
+                8 => relasz = Some(val),
+                23 => jmprel = Some(val),
+                2 => pltrelsz = Some(val),
+                _ => {}
+            }
+        }
+        if let (Some(a), Some(s)) = (rela, relasz) {
+            tables.push((a, s));
+        }
+        if let (Some(a), Some(s)) = (jmprel, pltrelsz) {
+            tables.push((a, s));
+        }
+        for (addr, size) in tables {
+            if let Some(b) = self.bytes_at_vaddr(addr, size) {
+                for r in b.chunks_exact(24) {
+                    self.relocations.push(Rela {
+                        offset: read_u64(r, 0).unwrap_or(0),
+                        r_type: read_u32(r, 8).unwrap_or(0),
+                        addend: read_u64(r, 16).unwrap_or(0) as i64,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_not_shared_library(&self, file: &str) -> Result<(), Error> {
+        let Some(dynp) = self.phdrs.iter().find(|p| p.p_type == PT_DYNAMIC) else {
+            return Ok(());
+        };
+        let Some(dynb) = slice(self.data, dynp.p_offset, dynp.p_filesz) else {
+            return Ok(());
+        };
+        for e in dynb.chunks_exact(16) {
+            match read_u64(e, 0).unwrap_or(0) {
+                0 => break,
+                1 => {
+                    return Err(Error::NotProgram {
+                        file: file.into(),
+                        what: "needs shared libraries (DT_NEEDED) but has no interpreter: not a static program"
+                            .into(),
+                    })
+                }
+                14 => {
+                    return Err(Error::NotProgram {
+                        file: file.into(),
+                        what: "is a shared library (DT_SONAME), not a static program".into(),
+                    })
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub fn loads(&self) -> impl Iterator<Item = &Phdr> {
+        self.phdrs.iter().filter(|p| p.p_type == PT_LOAD)
+    }
+
+    pub fn is_executable_vaddr(&self, v: u64) -> bool {
+        self.loads()
+            .any(|p| p.p_flags & PF_X != 0 && v >= p.p_vaddr && v - p.p_vaddr < p.p_filesz)
+    }
+
+    /// File bytes backing `[vaddr, vaddr+size)`, when one `PT_LOAD` maps all of them from the file.
+    pub fn bytes_at_vaddr(&self, vaddr: u64, size: u64) -> Option<&'a [u8]> {
+        for p in self.loads() {
+            if vaddr >= p.p_vaddr {
+                let rel = vaddr - p.p_vaddr;
+                if rel <= p.p_filesz && size <= p.p_filesz - rel {
+                    return slice(self.data, p.p_offset.checked_add(rel)?, size);
+                }
+            }
+        }
+        None
+    }
+
+    /// File bytes from `vaddr` to the end of the file-backed part of its `PT_LOAD`.
+    pub fn bytes_from_vaddr(&self, vaddr: u64) -> Option<&'a [u8]> {
+        for p in self.loads() {
+            if vaddr >= p.p_vaddr && vaddr - p.p_vaddr < p.p_filesz {
+                let rel = vaddr - p.p_vaddr;
+                return slice(self.data, p.p_offset.checked_add(rel)?, p.p_filesz - rel);
+            }
+        }
+        None
+    }
+
+    /// File offset of `vaddr` (file-backed part of a `PT_LOAD`).
+    pub fn vaddr_to_offset(&self, vaddr: u64) -> Option<u64> {
+        for p in self.loads() {
+            if vaddr >= p.p_vaddr && vaddr - p.p_vaddr < p.p_filesz {
+                return p.p_offset.checked_add(vaddr - p.p_vaddr);
+            }
+        }
+        None
+    }
+
+    pub fn section(&self, name: &str) -> Option<&Section> {
+        self.sections.iter().find(|s| s.name == name)
+    }
+}

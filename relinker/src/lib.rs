@@ -1,0 +1,204 @@
+//! `lupine_relink`: rewrites the `syscall` instructions of static x86-64 programs into calls
+//! through Kernel Mode Linux's `AT_SYSINFO` entry, with a real `syscall` as the fallback.
+//!
+//! ```no_run
+//! let report = lupine_relink::relink_file(
+//!     "hello".as_ref(), "hello.kml".as_ref(), Some("hello.json".as_ref()))?;
+//! println!("{} of {} sites rewritten", report.counts.rewritten, report.counts.sites);
+//! # Ok::<(), lupine_relink::Error>(())
+//! ```
+//!
+//! What it does, in order:
+//! 1. Reads and checks the input ([`elf`]): a static `ET_EXEC` or static-PIE (`ET_DYN` without
+//!    `PT_INTERP`) x86-64 program; anything else (dynamically linked, 32-bit, another machine,
+//!    not ELF, truncated or malformed headers, a shared library, a Go program, a program
+//!    already relinked) is refused with an [`Error`] whose `Display` is one line naming the file.
+//! 2. Decodes the code and collects branch targets ([`analyze`]): direct branches and calls,
+//!    symbol starts and ends, RIP-relative operands, immediates and absolute displacements that
+//!    point into code, static-PIE relocation addends (`R_X86_64_RELATIVE`, `IRELATIVE`),
+//!    `.eh_frame` FDE starts and LSDA landing pads ([`ehframe`]), section starts, 8-byte code
+//!    pointers in non-executable data, and position-independent jump tables (32-bit offsets
+//!    from a `lea`'d base).
+//! 3. Chooses, for each `syscall`, a window of at least 5 bytes (the syscall and neighbouring
+//!    instructions of its basic block, no branch target after its first byte) or keeps it a
+//!    real syscall with a reason ([`analyze::KeptReason`]): PC-sensitive code (by symbol or
+//!    byte pattern), constant numbers 15, 56, 58, 60, 435, no window, undecodable bytes nearby,
+//!    a relocation inside the window, or a trampoline that cannot be encoded.
+//! 4. Lays out and writes the output ([`relink`]): the windows become `jmp rel32` + `int3` to
+//!    trampolines from [`kml_shim`], in one new R+X segment with the moved program header table
+//!    and the entry stub; the slot is one new R+W segment. Trampolines inside functions that
+//!    have unwind information get FDEs that mirror the original rows ([`cfi`]), found through a
+//!    new `.eh_frame_hdr` (`PT_GNU_EH_FRAME`, added when the program had none), so backtraces
+//!    and forced unwinding from a signal handler pass through them as through the original.
+//!
+//! The output needs Linux ≥ 5.18, which derives `AT_PHDR` from the `PT_LOAD` that contains
+//! `e_phoff` (earlier kernels assume the program header table is in the first segment).
+//! The JSON report is [`Report`].
+
+pub mod analyze;
+pub mod cfi;
+pub mod ehframe;
+pub mod elf;
+pub mod error;
+pub mod relink;
+pub mod report;
+pub mod syscalls;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod testutil;
+
+pub use error::Error;
+pub use relink::{relink_bytes, Relinked};
+pub use report::Report;
+
+use std::io::Write;
+use std::path::Path;
+
+/// Reads a file for relinking, with the error the CLI prints.
+pub fn read_input(input: &Path) -> Result<Vec<u8>, Error> {
+    let name = input.display().to_string();
+    let meta = std::fs::metadata(input).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound { file: name.clone() },
+        _ => Error::Io {
+            file: name.clone(),
+            op: "read",
+            source: e,
+        },
+    })?;
+    if meta.is_dir() {
+        return Err(Error::IsDirectory { file: name });
+    }
+    std::fs::read(input).map_err(|e| Error::Io {
+        file: name,
+        op: "read",
+        source: e,
+    })
+}
+
+/// Analyses a program without writing anything (for checks and tests).
+pub fn analyze_bytes<'a>(input: &str, data: &'a [u8]) -> Result<analyze::Analysis<'a>, Error> {
+    let elf = elf::Elf::parse(input, data)?;
+    Ok(analyze::analyze(&elf))
+}
+
+/// Checks the windows an analysis chose: each holds its syscall, lies in the code, and has no
+/// known branch target strictly after its first byte. Returns one line per violation.
+pub fn verify_windows(an: &analyze::Analysis<'_>) -> Vec<String> {
+    let mut bad = Vec::new();
+    let mut prev_end = 0;
+    for s in &an.sites {
+        let Some((start, end)) = s.window else {
+            continue;
+        };
+        if !(start <= s.address && s.address + 2 <= end && end - start >= 5) {
+            bad.push(format!(
+                "site {:#x}: window {start:#x}..{end:#x} does not hold it",
+                s.address
+            ));
+        }
+        if !an.in_code(start) || !an.in_code(end - 1) {
+            bad.push(format!("site {:#x}: window outside the code", s.address));
+        }
+        if start < prev_end {
+            bad.push(format!(
+                "site {:#x}: window overlaps the previous one",
+                s.address
+            ));
+        }
+        prev_end = end;
+        let i = an.targets.partition_point(|&t| t <= start);
+        if let Some(&t) = an.targets.get(i).filter(|&&t| t < end) {
+            bad.push(format!(
+                "site {:#x}: branch target {t:#x} inside window {start:#x}..{end:#x}",
+                s.address
+            ));
+        }
+    }
+    bad
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let name = path.display().to_string();
+    let io = |op: &'static str| {
+        let name = name.clone();
+        move |e| Error::Io {
+            file: name,
+            op,
+            source: e,
+        }
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let base = path
+        .file_name()
+        .ok_or_else(|| Error::Io {
+            file: name.clone(),
+            op: "write",
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"),
+        })?
+        .to_string_lossy()
+        .into_owned();
+    let tmp = dir.join(format!(".{base}.lupine-relink.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io("create a temporary file next to"))?;
+        f.write_all(bytes).map_err(io("write"))?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(io("set the mode of"))?;
+        f.sync_all().map_err(io("write"))?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(io("rename the temporary file onto"))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Relinks `input` into `output` (and writes the JSON report to `report` if given). On error
+/// nothing is written and the input is untouched.
+pub fn relink_file(input: &Path, output: &Path, report: Option<&Path>) -> Result<Report, Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let data = read_input(input)?;
+    let in_name = input.display().to_string();
+    if same_file(input, output) || report.is_some_and(|r| same_file(input, r)) {
+        return Err(Error::SameFile { file: in_name });
+    }
+    let out_name = output.display().to_string();
+    let r = relink_bytes(&in_name, &out_name, &data)?;
+    let mode = std::fs::metadata(input)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o755);
+    let json = match report {
+        Some(_) => Some(serde_json::to_vec_pretty(&r.report).map_err(|e| Error::Io {
+            file: in_name.clone(),
+            op: "serialise the report",
+            source: std::io::Error::other(e),
+        })?),
+        None => None,
+    };
+    write_atomically(output, &r.bytes, mode)?;
+    if let (Some(p), Some(mut j)) = (report, json) {
+        j.push(b'\n');
+        write_atomically(p, &j, 0o644)?;
+    }
+    Ok(r.report)
+}

@@ -1,0 +1,106 @@
+//! The JSON report (`--report`). Addresses are link-time virtual addresses as hex strings
+//! (`"0x401234"`); for static-PIE programs they are relative to the load base.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the report's shape.
+pub const REPORT_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Report {
+    pub tool: String,
+    pub tool_version: String,
+    pub report_format: u32,
+    pub input: String,
+    pub output: String,
+    /// `"ET_EXEC"` or `"ET_DYN"` (static-PIE).
+    pub elf_type: String,
+    pub counts: Counts,
+    pub input_size: u64,
+    pub output_size: u64,
+    pub bytes_added: u64,
+    pub entry: Entry,
+    /// The two added segments.
+    pub code_segment: Segment,
+    pub slot_segment: Segment,
+    /// Whether section headers `.lupine.text` and `.lupine.slot` were added.
+    pub sections_added: bool,
+    /// Trampolines given an FDE (the site's function had one), and the new `.eh_frame_hdr`
+    /// that `PT_GNU_EH_FRAME` now points to (when any FDE was added).
+    pub trampolines_with_unwind_info: u64,
+    pub eh_frame_hdr: Option<String>,
+    pub analysis: AnalysisSummary,
+    /// Count of kept sites by reason kind.
+    pub kept_by_reason: std::collections::BTreeMap<String, u64>,
+    pub sites: Vec<Site>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Counts {
+    pub sites: u64,
+    pub rewritten: u64,
+    pub kept: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Entry {
+    pub original: String,
+    pub stub: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Segment {
+    pub vaddr: String,
+    pub file_offset: u64,
+    pub size: u64,
+    pub flags: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AnalysisSummary {
+    /// Decoded code ranges: `name start end`.
+    pub code_ranges: Vec<String>,
+    pub instructions: u64,
+    pub undecodable: u64,
+    pub branch_targets: u64,
+    pub fdes: u64,
+    pub landing_pads: u64,
+    pub eh_frame_records_skipped: u64,
+    pub symbols: u64,
+    pub relocations: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Site {
+    /// Address of the `syscall` instruction.
+    pub address: String,
+    /// `symbol+0xoffset` of the syscall, when the program has symbols.
+    pub symbol: Option<String>,
+    /// `"rewritten"` or `"kept"`.
+    pub status: String,
+    /// The syscall number when it is a constant at the site, and its name.
+    pub syscall_number: Option<u64>,
+    pub syscall_name: Option<String>,
+    /// Kept sites: why (`reason_kind` is one of `pc-sensitive`, `syscall-number`, `no-window`,
+    /// `undecodable-nearby`, `relocation-in-window`, `encode`).
+    pub reason_kind: Option<String>,
+    pub reason: Option<String>,
+    /// Rewritten sites: the patched window `[start, end)` and its original bytes.
+    pub window_start: Option<String>,
+    pub window_end: Option<String>,
+    pub window_bytes: Option<String>,
+    /// Rewritten sites: the trampoline and the address of its real-path `syscall`.
+    pub trampoline: Option<String>,
+    pub trampoline_syscall: Option<String>,
+    /// Rewritten sites: whether the trampoline has unwind information (an FDE).
+    pub unwind_info: Option<bool>,
+}
+
+pub fn hex(v: u64) -> String {
+    format!("{v:#x}")
+}
+
+/// Parses a `"0x..."` address of the report.
+pub fn parse_hex(s: &str) -> Option<u64> {
+    u64::from_str_radix(s.strip_prefix("0x")?, 16).ok()
+}
