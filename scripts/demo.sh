@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The main job, end to end, set-up included: build lupine-init and a Linux 6.1 kernel, put
-# lupine-init, busybox and a manifest in an initramfs, boot it in QEMU (TCG) with user
-# networking, and print what the app printed and its exit status.
+# The main job, end to end, set-up included: build lupine-init, lupine-relink and a Linux 6.1
+# kernel, relink Debian's static busybox (the sample app), put lupine-init, the relinked
+# busybox and a manifest in an initramfs, boot it in QEMU (TCG) with user networking, and print
+# what the app printed and its exit status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 cargo build --release -p lupine-init --target x86_64-unknown-linux-musl
+cargo build --release -p lupine-relink
 init=target/x86_64-unknown-linux-musl/release/lupine-init
 kernel=$(kernel-patches/build.sh guest-test target/kernel/guest-test)
 
@@ -15,7 +17,7 @@ trap 'rm -rf "$work"' EXIT
 root=$work/root
 mkdir -p "$root"/{bin,etc,dev,proc,sys,tmp,run}
 cp "$init" "$root/lupine-init"
-cp /bin/busybox "$root/bin/busybox"
+target/release/lupine-relink /bin/busybox -o "$root/bin/busybox" --report "$work/busybox.json"
 for applet in sh echo cat hostname ip uname; do ln -s busybox "$root/bin/$applet"; done
 cat > "$root/etc/lupine.json" <<'JSON'
 {

@@ -57,25 +57,7 @@ fn is_relinked(elf: &Elf<'_>) -> bool {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> bool {
-    if needle.is_empty() || hay.len() < needle.len() {
-        return false;
-    }
-    let first = needle[0];
-    let last_start = hay.len() - needle.len();
-    let mut i = 0;
-    while i <= last_start {
-        match hay[i..=last_start].iter().position(|&c| c == first) {
-            None => return false,
-            Some(p) => {
-                i += p;
-                if &hay[i..i + needle.len()] == needle {
-                    return true;
-                }
-                i += 1;
-            }
-        }
-    }
-    false
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Evidence that the program is written in Go.
