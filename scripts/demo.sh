@@ -10,7 +10,7 @@ bash scripts/setup.sh
 cargo build --release -p lupine-init --target x86_64-unknown-linux-musl
 cargo build --release -p lupine-relink
 init=target/x86_64-unknown-linux-musl/release/lupine-init
-kernel=$(kernel-patches/build.sh guest-test target/kernel/guest-test)
+kernel=$(kernel-patches/build.sh lupine-base target/kernel/lupine-base)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -18,7 +18,11 @@ if [ "$size" -gt "$limit" ]; then
 fi
 echo "lupine-init: $size bytes (limit $limit)"
 
-export LUPINE_KERNEL
-LUPINE_KERNEL=$(kernel-patches/build.sh guest-test "$PWD/target/kernel/guest-test")
+# The kernel profiles the guest tests boot, each cached by build.sh outside the checkout
+# (cold, on 2 cores: see README); guest-tests reads $LUPINE_KERNEL_DIR/PROFILE/bzImage.
+export LUPINE_KERNEL_DIR=$PWD/target/kernel
+for profile in lupine-base lupine-general microvm; do
+  kernel-patches/build.sh "$profile" "$LUPINE_KERNEL_DIR/$profile" >/dev/null
+done
 
 cargo test --workspace --no-fail-fast

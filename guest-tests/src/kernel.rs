@@ -1,34 +1,46 @@
 //! The two build products every guest needs, located or built once per test process.
 
+use std::collections::BTreeMap;
 use std::env;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use crate::{run, target_dir, workspace_root, Error, Result};
 
-/// The guest kernel's bzImage: `LUPINE_KERNEL` if set, else `kernel-patches/build.sh
-/// guest-test target/guest-tests/kernel` (cached by build.sh; minutes when cold).
-pub fn kernel() -> Result<PathBuf> {
-    static KERNEL: OnceLock<Result<PathBuf>> = OnceLock::new();
-    KERNEL
-        .get_or_init(|| {
-            if let Some(path) = env::var_os("LUPINE_KERNEL") {
-                return existing(PathBuf::from(path), "LUPINE_KERNEL");
+/// `lupine-base` plus every application fragment: the kernel most guest tests boot.
+pub const GENERAL: &str = "lupine-general";
+/// The smallest Lupine kernel: serial console, virtio-mmio, ext4, initramfs, IPv4.
+pub const BASE: &str = "lupine-base";
+/// Firecracker's guest configuration, unchanged: the baseline.
+pub const MICROVM: &str = "microvm";
+
+/// The bzImage of a kernel profile (see `kernel-patches/build.sh`): with `LUPINE_KERNEL_DIR`
+/// set, `$LUPINE_KERNEL_DIR/PROFILE/bzImage`, which must exist (`scripts/test.sh` builds the
+/// profiles there); else `kernel-patches/build.sh PROFILE target/guest-tests/kernel/PROFILE`,
+/// once per profile per process (cached by build.sh; minutes when cold).
+pub fn kernel(profile: &str) -> Result<PathBuf> {
+    static KERNELS: Mutex<BTreeMap<String, Result<PathBuf>>> = Mutex::new(BTreeMap::new());
+    // Held while building: one profile builds at a time, and only once.
+    let mut kernels = KERNELS.lock().unwrap_or_else(|e| e.into_inner());
+    kernels
+        .entry(profile.to_string())
+        .or_insert_with(|| {
+            if let Some(dir) = env::var_os("LUPINE_KERNEL_DIR") {
+                let path = PathBuf::from(dir).join(profile).join("bzImage");
+                return existing(path, "LUPINE_KERNEL_DIR");
             }
-            // build.sh serialises builds and installs its outputs by rename.
-            let dir = target_dir().join("guest-tests/kernel");
+            // build.sh serialises builds of a profile and installs its outputs by rename.
+            let dir = target_dir().join("guest-tests/kernel").join(profile);
             run(
                 Command::new(workspace_root().join("kernel-patches/build.sh"))
-                    .arg("guest-test")
+                    .arg(profile)
                     .arg(&dir),
             )?;
-            let bzimage = dir.join("bzImage");
-            existing(bzimage, "build.sh output")
+            existing(dir.join("bzImage"), "build.sh output")
         })
         .clone()
 }
-
 /// The static lupine-init: `LUPINE_INIT` if set, else built with cargo for the musl target.
 pub fn lupine_init() -> Result<PathBuf> {
     static INIT: OnceLock<Result<PathBuf>> = OnceLock::new();

@@ -1,8 +1,8 @@
 //! Harness for booting lupine-init in a QEMU microvm (TCG) and checking what the guest app and
 //! the host see.
 //!
-//! - [`kernel()`] and [`lupine_init()`] locate (or build once per process) the guest kernel and
-//!   the static init.
+//! - [`kernel()`] and [`lupine_init()`] locate (or build once per process) the kernel of a
+//!   profile ([`GENERAL`], [`BASE`], [`MICROVM`]) and the static init.
 //! - [`Initramfs`] packs lupine-init, busybox and a manifest into a newc cpio; [`ext4_image`]
 //!   makes a disk with `mkfs.ext4 -d`.
 //! - [`Vm`] runs QEMU with a timeout and returns the console text and QEMU's exit status.
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub use image::{ext4_image, Initramfs, APPLETS};
-pub use kernel::{kernel, lupine_init};
+pub use kernel::{kernel, lupine_init, BASE, GENERAL, MICROVM};
 pub use tmp::TempDir;
 pub use vm::{Outcome, Running, Vm, DEBUGCON_PORT, EXIT_PORT};
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::{kernel, Error, Result};
+use crate::{kernel, Error, Result, GENERAL, MICROVM};
 
 /// I/O port of the `isa-debug-exit` device ([`Vm::exit_device`]).
 pub const EXIT_PORT: u16 = 0xf4;
@@ -23,6 +23,7 @@ const BASE_CMDLINE: &str = "console=ttyS0 quiet panic=-1 reboot=t";
 /// One VM to boot; see [`Vm::spawn`] and [`Vm::run`].
 pub struct Vm {
     kernel: PathBuf,
+    machine: String,
     cmdline: String,
     initramfs: Option<PathBuf>,
     disks: Vec<PathBuf>,
@@ -34,9 +35,11 @@ pub struct Vm {
 }
 
 impl Vm {
+    /// A VM booting `kernel` on QEMU's `-M microvm,acpi=off` (see [`Vm::profile`]).
     pub fn new(kernel: impl Into<PathBuf>) -> Vm {
         Vm {
             kernel: kernel.into(),
+            machine: "microvm,acpi=off".into(),
             cmdline: BASE_CMDLINE.into(),
             initramfs: None,
             disks: Vec::new(),
@@ -48,9 +51,34 @@ impl Vm {
         }
     }
 
-    /// The guest-test kernel booting `/lupine-init` from `initramfs`.
+    /// A VM booting the kernel of `profile` (see [`kernel`]), set up as that kernel needs.
+    ///
+    /// Lupine kernels have no ACPI: QEMU's `-M microvm,acpi=off` appends
+    /// `virtio_mmio.device=...` to the command line for them. Firecracker's configuration
+    /// (`microvm`) lacks `VIRTIO_MMIO_CMDLINE_DEVICES` and finds the virtio-mmio devices in the
+    /// ACPI tables instead, as under Firecracker itself: it boots with ACPI on, and `pci=off`
+    /// spares it probing for a PCI bus the machine does not have.
+    pub fn profile(profile: &str) -> Result<Vm> {
+        let vm = Vm::new(kernel(profile)?);
+        Ok(if profile == MICROVM {
+            Vm {
+                machine: "microvm".into(),
+                ..vm
+            }
+            .append("pci=off")
+        } else {
+            vm
+        })
+    }
+
+    /// The `lupine-general` kernel booting `/lupine-init` from `initramfs`.
     pub fn lupine(initramfs: &Path) -> Result<Vm> {
-        Ok(Vm::new(kernel()?)
+        Vm::lupine_on(GENERAL, initramfs)
+    }
+
+    /// The kernel of `profile` booting `/lupine-init` from `initramfs`.
+    pub fn lupine_on(profile: &str, initramfs: &Path) -> Result<Vm> {
+        Ok(Vm::profile(profile)?
             .initramfs(initramfs)
             .append("rdinit=/lupine-init"))
     }
@@ -147,7 +175,7 @@ impl Vm {
 
     fn command(&self, ports: &[(u16, u16)]) -> Command {
         let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-M", "microvm,acpi=off", "-accel", "tcg", "-m", "256"])
+        cmd.args(["-M", &self.machine, "-accel", "tcg", "-m", "256"])
             .args([
                 "-no-reboot",
                 "-nodefaults",

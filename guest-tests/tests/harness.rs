@@ -1,6 +1,6 @@
 //! The harness itself, with busybox as init: if this fails, lupine-init is not to blame.
 
-use guest_tests::{ext4_image, kernel, Initramfs, TempDir, Vm};
+use guest_tests::{ext4_image, Initramfs, TempDir, Vm, GENERAL};
 
 #[test]
 fn busybox_init_sees_disk_and_vm_ends() {
@@ -14,7 +14,8 @@ fn busybox_init_sees_disk_and_vm_ends() {
         .write(tmp.join("initramfs.cpio"))
         .unwrap();
     let disk = ext4_image(&tmp.join("disk.ext4"), 8, &[("greeting", "hello disk")]).unwrap();
-    let out = Vm::new(kernel().unwrap())
+    let out = Vm::profile(GENERAL)
+        .unwrap()
         .initramfs(&initrd)
         .disk(&disk)
         .append("rdinit=/init.sh")

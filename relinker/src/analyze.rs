@@ -424,17 +424,9 @@ fn decode_regions(
     (all, chunks)
 }
 
-/// Runs the whole analysis: regions, targets, sites, windows. Trampolines are not encoded here
-/// (see `relink`), so an `Encode` reason can still be added later.
-pub fn analyze<'a>(elf: &Elf<'a>) -> Analysis<'a> {
-    let regions = code_regions(elf);
-    let code_lo = regions.iter().map(|r| r.start).min().unwrap_or(0);
-    let code_hi = regions.iter().map(|r| r.end()).max().unwrap_or(0);
-    let in_code =
-        |a: u64| a >= code_lo && a < code_hi && regions.iter().any(|r| a >= r.start && a < r.end());
-    let eh = eh_info(elf);
-
-    // Resynchronisation points for the sweep.
+/// Resynchronisation points for the sweep: strong ones (`STT_FUNC` symbol starts and ends) and
+/// weak ones (FDE starts and ends).
+fn sweep_points(elf: &Elf<'_>, eh: &ehframe::EhInfo) -> (BTreeSet<u64>, BTreeSet<u64>) {
     let mut strong = BTreeSet::new();
     for s in &elf.symbols {
         if s.st_type == elf::STT_FUNC && s.shndx != 0 {
@@ -449,6 +441,29 @@ pub fn analyze<'a>(elf: &Elf<'a>) -> Analysis<'a> {
         weak.insert(a);
         weak.insert(b);
     }
+    (strong, weak)
+}
+
+/// Every instruction of the program's code, in address order, decoded exactly as [`analyze`]
+/// sweeps it (undecodable bytes and instructions cut by a restart are invalid instructions).
+/// For tools that read the code around the sites, such as `lupine-config`.
+pub fn decode_all(elf: &Elf<'_>) -> Vec<Instruction> {
+    let regions = code_regions(elf);
+    let eh = eh_info(elf);
+    let (strong, weak) = sweep_points(elf, &eh);
+    decode_regions(&regions, &strong, &weak).0
+}
+
+/// Runs the whole analysis: regions, targets, sites, windows. Trampolines are not encoded here
+/// (see `relink`), so an `Encode` reason can still be added later.
+pub fn analyze<'a>(elf: &Elf<'a>) -> Analysis<'a> {
+    let regions = code_regions(elf);
+    let code_lo = regions.iter().map(|r| r.start).min().unwrap_or(0);
+    let code_hi = regions.iter().map(|r| r.end()).max().unwrap_or(0);
+    let in_code =
+        |a: u64| a >= code_lo && a < code_hi && regions.iter().any(|r| a >= r.start && a < r.end());
+    let eh = eh_info(elf);
+    let (strong, weak) = sweep_points(elf, &eh);
     let (ins, chunks) = decode_regions(&regions, &strong, &weak);
 
     // Branch targets.
