@@ -6,34 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-const EPOLL_C: &str = r#"
-#include <stdio.h>
-#include <stdint.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <sys/socket.h>
-#include <sys/timerfd.h>
-#include <unistd.h>
-int main(void) {
-    int ep = epoll_create1(0), ev = eventfd(0, 0), tf = timerfd_create(CLOCK_MONOTONIC, 0);
-    int sv[2];
-    if (ep < 0 || ev < 0 || tf < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) {
-        perror("setup");
-        return 1;
-    }
-    struct epoll_event e = {.events = EPOLLIN, .data.fd = ev}, out;
-    epoll_ctl(ep, EPOLL_CTL_ADD, ev, &e);
-    uint64_t one = 1;
-    struct itimerspec its = {.it_value = {.tv_nsec = 1000000}};
-    timerfd_settime(tf, 0, &its, 0);
-    char c = 0;
-    if (write(ev, &one, 8) != 8 || write(sv[0], "x", 1) != 1 || read(sv[1], &c, 1) != 1)
-        return 2;
-    int n = epoll_wait(ep, &out, 1, 1000);
-    printf("events %d fd-ok %d byte %c\n", n, out.data.fd == ev, c);
-    return 0;
-}
-"#;
+const EPOLL_C: &str = include_str!("corpus/kconfig-probe.c");
 
 const HELLO_C: &str = "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n";
 
@@ -127,7 +100,7 @@ fn epoll_eventfd_timerfd_unix_program() {
     let run = Command::new(&exe).output().unwrap();
     assert_eq!(
         String::from_utf8_lossy(&run.stdout),
-        "events 1 fd-ok 1 byte x\n"
+        "epoll: events 1 fd-ok 1 byte x timer 1\n"
     );
     let text = fragment(&[&exe]);
     // FUTEX: musl's stdio locking (__lockfile, __wake) is linked in with printf.
