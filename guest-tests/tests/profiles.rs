@@ -42,13 +42,7 @@ fn hello_world(profile: &str) {
         .unwrap();
     let out = Vm::lupine_on(profile, &initrd).unwrap().run().unwrap();
     assert!(out.has_line("Hello from Lupine!"), "{out}");
-    assert!(out.lines_starting("lupine: fatal").is_empty(), "{out}");
-    assert_eq!(
-        out.lines_starting("lupine: exit status"),
-        ["lupine: exit status 0"],
-        "{out}"
-    );
-    assert_eq!(out.code(), Some(0), "{out}");
+    out.assert_exit_status(0);
 }
 
 #[test]
@@ -137,13 +131,7 @@ fn ipv4_network(profile: &str) {
         );
     }
     assert!(out.has_line("served: 0"), "{out}");
-    assert!(out.lines_starting("lupine: fatal").is_empty(), "{out}");
-    assert_eq!(
-        out.lines_starting("lupine: exit status"),
-        ["lupine: exit status 0"],
-        "{out}"
-    );
-    assert_eq!(out.code(), Some(0), "{out}");
+    out.assert_exit_status(0);
 }
 
 #[test]
