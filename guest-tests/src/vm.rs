@@ -1,8 +1,8 @@
 //! A QEMU `microvm` runner: console capture, timeout, port forwarding, debug I/O ports.
 
 use std::fmt;
-use std::io::Read;
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -241,6 +241,34 @@ pub struct Running {
 }
 
 impl Running {
+    /// `GET path` over HTTP/1.0 through the port forwarded to `guest_port`, retried every
+    /// 200 ms for up to 30 s: until the guest's server listens, QEMU's side accepts and the
+    /// guest resets the connection, so nothing is read. Returns the whole response.
+    pub fn http_get(&self, guest_port: u16, path: &str) -> Result<String> {
+        let port = self.host_port(guest_port);
+        let get = || -> std::io::Result<String> {
+            let mut s = TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())?;
+            let mut response = String::new();
+            s.read_to_string(&mut response)?;
+            Ok(response)
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match get() {
+                Ok(r) if !r.is_empty() => return Ok(r),
+                other if Instant::now() >= deadline => {
+                    return Err(Error(format!(
+                        "no response from guest port {guest_port} ({other:?}); console:\n{}",
+                        self.console()
+                    )))
+                }
+                _ => thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+
     /// The host port (on 127.0.0.1) forwarded to `guest_port`.
     pub fn host_port(&self, guest_port: u16) -> u16 {
         self.ports

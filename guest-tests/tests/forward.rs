@@ -1,10 +1,5 @@
 //! A host client reaches a server in the guest through a forwarded loopback port.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::thread::sleep;
-use std::time::{Duration, Instant};
-
 use guest_tests::{Initramfs, TempDir, Vm};
 
 const MANIFEST: &str = r#"{"version": 1,
@@ -32,21 +27,7 @@ fn host_reaches_guest_server_then_vm_ends() {
     // Connect only once the guest's network is up: earlier, QEMU accepts on the host side but
     // its SYNs to the guest could linger and later take nc's one connection.
     vm.wait_for_line("listening").unwrap();
-    let port = vm.host_port(8080);
-
-    // Until nc listens, the guest resets the connection and we read nothing: retry.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let response = loop {
-        match get(port) {
-            Ok(r) if !r.is_empty() => break r,
-            other => assert!(
-                Instant::now() < deadline,
-                "no response ({other:?}); console:\n{}",
-                vm.console()
-            ),
-        }
-        sleep(Duration::from_millis(200));
-    };
+    let response = vm.http_get(8080, "/index.html").unwrap();
     assert!(
         response.starts_with("HTTP/1.") && response.contains(" 200 "),
         "{response}"
@@ -61,13 +42,4 @@ fn host_reaches_guest_server_then_vm_ends() {
         "{out}"
     );
     assert_eq!(out.code(), Some(0), "{out}");
-}
-
-fn get(port: u16) -> std::io::Result<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
-    let mut response = String::new();
-    s.read_to_string(&mut response)?;
-    Ok(response)
 }

@@ -3,12 +3,8 @@
 //! on `lupine-base` (the smallest Lupine kernel) and on `microvm` (Firecracker's
 //! configuration, the baseline).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
-use std::thread::sleep;
-use std::time::{Duration, Instant};
 
 use guest_tests::{Initramfs, TempDir, Vm, BASE, GENERAL, MICROVM};
 
@@ -92,19 +88,7 @@ fn ipv4_network(profile: &str) {
         .unwrap();
     // Connect only once the guest's network is up (see forward.rs).
     vm.wait_for_line("listening").unwrap();
-    let port = vm.host_port(8080);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let response = loop {
-        match get(port) {
-            Ok(r) if !r.is_empty() => break r,
-            other => assert!(
-                Instant::now() < deadline,
-                "no response ({other:?}); console:\n{}",
-                vm.console()
-            ),
-        }
-        sleep(Duration::from_millis(200));
-    };
+    let response = vm.http_get(8080, "/index.html").unwrap();
     assert!(
         response.starts_with("HTTP/1.") && response.contains(" 200 "),
         "{response}"
@@ -142,13 +126,4 @@ fn ipv4_network_on_lupine_base() {
 #[test]
 fn ipv4_network_on_microvm() {
     ipv4_network(MICROVM);
-}
-
-fn get(port: u16) -> std::io::Result<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
-    let mut response = String::new();
-    s.read_to_string(&mut response)?;
-    Ok(response)
 }

@@ -223,7 +223,8 @@ fn step(cie: &CieInfo, cfa: &mut Cfa, stack: &mut Vec<Cfa>, bytes: &[u8]) -> Opt
     Some(())
 }
 
-fn uleb(mut v: u64, out: &mut Vec<u8>) {
+/// Appends `v` as ULEB128.
+pub(crate) fn uleb(mut v: u64, out: &mut Vec<u8>) {
     loop {
         let b = (v & 0x7f) as u8;
         v >>= 7;

@@ -1,16 +1,6 @@
 use super::*;
 
-fn uleb(mut v: u64, out: &mut Vec<u8>) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
+use crate::cfi::uleb;
 
 fn record(body: &[u8]) -> Vec<u8> {
     let mut r = (body.len() as u32).to_le_bytes().to_vec();
