@@ -14,6 +14,8 @@ PACKAGES=(
   e2fsprogs             # mkfs.ext4 for root-disk guests
   strace                # the relinker's coverage tests
   python3               # bench scripts
+  dpkg-dev              # apt-get source / dpkg-source for apps/build.sh
+  redis-tools apache2-utils  # redis-cli, redis-benchmark, ab: app guest tests and bench/apps
 )
 
 missing=()

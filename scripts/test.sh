@@ -18,10 +18,13 @@ if [ "$size" -gt "$limit" ]; then
 fi
 echo "lupine-init: $size bytes (limit $limit)"
 
-# The kernel profiles the guest tests boot, each cached by build.sh outside the checkout
-# (cold, on 2 cores: see README); guest-tests reads $LUPINE_KERNEL_DIR/PROFILE/bzImage.
+# The kernel profiles and applications the guest tests boot, each cached by build.sh outside
+# the checkout (cold, on 2 cores: see README); guest-tests reads
+# $LUPINE_KERNEL_DIR/PROFILE/bzImage and $LUPINE_APPS_DIR/APP.
+export LUPINE_APPS_DIR=$PWD/target/apps
+apps/build.sh all "$LUPINE_APPS_DIR" >/dev/null
 export LUPINE_KERNEL_DIR=$PWD/target/kernel
-for profile in lupine-base lupine-general microvm; do
+for profile in lupine-base lupine-general microvm lupine-redis lupine-nginx lupine-memcached; do
   kernel-patches/build.sh "$profile" "$LUPINE_KERNEL_DIR/$profile" >/dev/null
 done
 

@@ -1,4 +1,5 @@
-//! The two build products every guest needs, located or built once per test process.
+//! The build products guests need (kernels, lupine-init, applications), located or built once
+//! per test process.
 
 use std::collections::BTreeMap;
 use std::env;
@@ -41,6 +42,31 @@ pub fn kernel(profile: &str) -> Result<PathBuf> {
         })
         .clone()
 }
+/// The build of an application of `apps/` (see `apps/build.sh`): a directory holding `rootfs/`,
+/// `lupine.json` and `build-info.json`. With `LUPINE_APPS_DIR` set, `$LUPINE_APPS_DIR/APP`,
+/// which must exist (`scripts/test.sh` builds the apps there); else `apps/build.sh APP
+/// target/guest-tests/apps`, once per app per process (cached by apps/build.sh).
+pub fn app(name: &str) -> Result<PathBuf> {
+    static APPS: Mutex<BTreeMap<String, Result<PathBuf>>> = Mutex::new(BTreeMap::new());
+    let mut apps = APPS.lock().unwrap_or_else(|e| e.into_inner());
+    apps.entry(name.to_string())
+        .or_insert_with(|| {
+            let dir = match env::var_os("LUPINE_APPS_DIR") {
+                Some(dir) => PathBuf::from(dir).join(name),
+                None => {
+                    let dir = target_dir().join("guest-tests/apps");
+                    run(Command::new(workspace_root().join("apps/build.sh"))
+                        .arg(name)
+                        .arg(&dir))?;
+                    dir.join(name)
+                }
+            };
+            existing(dir.join("lupine.json"), "app build")?;
+            Ok(dir)
+        })
+        .clone()
+}
+
 /// The static lupine-init: `LUPINE_INIT` if set, else built with cargo for the musl target.
 pub fn lupine_init() -> Result<PathBuf> {
     static INIT: OnceLock<Result<PathBuf>> = OnceLock::new();

@@ -10,6 +10,7 @@
 pub mod cpio;
 mod image;
 mod kernel;
+mod oci;
 mod tmp;
 mod vm;
 
@@ -18,7 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub use image::{ext4_image, Initramfs, APPLETS};
-pub use kernel::{kernel, lupine_init, BASE, GENERAL, MICROVM};
+pub use kernel::{app, kernel, lupine_init, BASE, GENERAL, MICROVM};
+pub use oci::oci_layout;
 pub use tmp::TempDir;
 pub use vm::{Outcome, Running, Vm, DEBUGCON_PORT, EXIT_PORT};
 

@@ -4,7 +4,7 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -31,6 +31,8 @@ pub struct Vm {
     forwards: Vec<u16>,
     debugcon: Option<PathBuf>,
     exit_device: bool,
+    smp: Option<u32>,
+    cpu: Option<String>,
     timeout: Duration,
 }
 
@@ -47,6 +49,8 @@ impl Vm {
             forwards: Vec::new(),
             debugcon: None,
             exit_device: false,
+            smp: None,
+            cpu: None,
             timeout: Duration::from_secs(60),
         }
     }
@@ -83,6 +87,14 @@ impl Vm {
         Ok(Vm::profile(profile)?
             .initramfs(initramfs)
             .append("rdinit=/lupine-init"))
+    }
+
+    /// The kernel of `profile` booting `/lupine-init` from the ext4 root filesystem `disk`
+    /// (/dev/vda, mounted read-write), as `lupine-image` writes it.
+    pub fn lupine_disk(profile: &str, disk: &Path) -> Result<Vm> {
+        Ok(Vm::profile(profile)?
+            .disk(disk)
+            .append("root=/dev/vda rootfstype=ext4 rw init=/lupine-init"))
     }
 
     /// Appends words to the kernel command line. QEMU appends `virtio_mmio.device=...` after
@@ -132,6 +144,18 @@ impl Vm {
         self
     }
 
+    /// `-smp n`: `n` vCPUs (default: QEMU's, one).
+    pub fn smp(mut self, n: u32) -> Vm {
+        self.smp = Some(n);
+        self
+    }
+
+    /// `-cpu model`, e.g. `qemu64` or `max` (default: QEMU's, `qemu64` under TCG).
+    pub fn cpu(mut self, model: &str) -> Vm {
+        self.cpu = Some(model.into());
+        self
+    }
+
     /// Bounds the whole run (default 60 s): QEMU is killed then.
     pub fn timeout(mut self, timeout: Duration) -> Vm {
         self.timeout = timeout;
@@ -155,12 +179,13 @@ impl Vm {
                 .collect::<Result<Vec<_>>>()?;
             let mut child = self
                 .command(&ports)
-                .stdin(Stdio::null())
+                .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
                 .map_err(|e| Error(format!("cannot start qemu-system-x86_64: {e}")))?;
             let mut running = Running {
+                input: child.stdin.take(),
                 console: Capture::start(child.stdout.take()),
                 stderr: Capture::start(child.stderr.take()),
                 child,
@@ -178,12 +203,16 @@ impl Vm {
     fn command(&self, ports: &[(u16, u16)]) -> Command {
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-M", &self.machine, "-accel", "tcg", "-m", "256"])
+            // A mux chardev, so that Ctrl-A b on its input is a serial break (see
+            // Running::sysrq); signal=off keeps a ^C typed to the guest from ending QEMU.
             .args([
                 "-no-reboot",
                 "-nodefaults",
                 "-nographic",
+                "-chardev",
+                "stdio,id=con,mux=on,signal=off",
                 "-serial",
-                "stdio",
+                "chardev:con",
             ])
             .arg("-kernel")
             .arg(&self.kernel)
@@ -221,6 +250,12 @@ impl Vm {
                 &format!("isa-debug-exit,iobase={EXIT_PORT:#x},iosize=1"),
             ]);
         }
+        if let Some(n) = self.smp {
+            cmd.args(["-smp", &n.to_string()]);
+        }
+        if let Some(model) = &self.cpu {
+            cmd.args(["-cpu", model]);
+        }
         cmd
     }
 }
@@ -233,6 +268,7 @@ fn free_port() -> Result<u16> {
 /// A QEMU process; killed if dropped before [`Running::wait`] returns.
 pub struct Running {
     child: Child,
+    input: Option<ChildStdin>,
     console: Capture,
     stderr: Capture,
     ports: Vec<(u16, u16)>,
@@ -276,6 +312,25 @@ impl Running {
             .find(|(guest, _)| *guest == guest_port)
             .map(|(_, host)| *host)
             .unwrap_or_else(|| panic!("guest port {guest_port} is not forwarded"))
+    }
+
+    /// Types `bytes` on the guest's serial console.
+    fn type_console(&mut self, bytes: &[u8]) -> Result<()> {
+        let input = self
+            .input
+            .as_mut()
+            .ok_or_else(|| Error("no console input".into()))?;
+        input.write_all(bytes)?;
+        Ok(input.flush()?)
+    }
+
+    /// Magic SysRq `key` through the console: a serial break (QEMU's mux escape Ctrl-A b),
+    /// then the key. `e` sends SIGTERM to every process but init.
+    pub fn sysrq(&mut self, key: char) -> Result<()> {
+        self.type_console(b"\x01b")?;
+        // The key must arrive after the break has been seen, not in the same FIFO read.
+        thread::sleep(Duration::from_millis(200));
+        self.type_console(key.to_string().as_bytes())
     }
 
     /// The console so far.

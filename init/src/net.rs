@@ -52,6 +52,16 @@ fn fail(what: impl fmt::Display, errno: Errno) -> NetError {
     NetError(format!("{what}: {}", errno.desc()))
 }
 
+/// As [`fail`], naming the likely cause when an IPv6 request is refused as unsupported.
+fn fail_v6(what: impl fmt::Display, v6: bool, errno: Errno) -> NetError {
+    match errno {
+        Errno::EOPNOTSUPP | Errno::EAFNOSUPPORT if v6 => NetError(format!(
+            "{what}: the kernel has no IPv6 (CONFIG_IPV6; Lupine profiles: PROFILE+ipv6)"
+        )),
+        _ => fail(what, errno),
+    }
+}
+
 /// Brings `lo` up; the kernel then adds 127.0.0.1/8 and ::1 by itself.
 pub fn loopback_up() -> Result<(), NetError> {
     let mut nl = Rtnl::open()?;
@@ -449,8 +459,9 @@ impl Rtnl {
                 Ok(_) => {}
                 Err(Errno::EEXIST) => log::debug!("{name}: {}/{} already present", p.addr, p.len),
                 Err(e) => {
-                    return Err(fail(
+                    return Err(fail_v6(
                         format_args!("{name}: add address {}/{}", p.addr, p.len),
+                        p.addr.is_ipv6(),
                         e,
                     ))
                 }
@@ -474,7 +485,7 @@ impl Rtnl {
                 log::debug!("{what}: already present");
                 Ok(())
             }
-            Err(e) => Err(fail(format_args!("add {what}"), e)),
+            Err(e) => Err(fail_v6(format_args!("add {what}"), route.is_ipv6(), e)),
         }
     }
 }

@@ -1,0 +1,92 @@
+//! `lupine-image`: the command line over [`lupine_image::build`].
+
+use std::path::PathBuf;
+use std::process::exit;
+
+use lupine_image::{Format, Options};
+
+const USAGE: &str =
+    "usage: lupine-image IMAGE -o OUTPUT --init PATH/TO/lupine-init [--manifest FRAGMENT.json] \
+[--relink] [--format ext4|initramfs] [--size MiB] [--ref NAME] [--report PATH] [--quiet]
+
+IMAGE is an OCI image layout directory or a `docker save` tarball. OUTPUT is an ext4 image
+(boot with init=/lupine-init) or, with --format initramfs, a cpio archive (gzipped if it ends
+in .gz; boot with rdinit=/lupine-init).";
+
+fn usage(msg: &str) -> ! {
+    eprintln!("lupine-image: {msg}\n{USAGE}");
+    exit(2)
+}
+
+fn parse(args: &[String]) -> Options {
+    let mut image = None;
+    let mut o = Options {
+        image: PathBuf::new(),
+        output: PathBuf::new(),
+        init: PathBuf::new(),
+        manifest: None,
+        relink: false,
+        format: Format::Ext4,
+        size_mib: None,
+        ref_name: None,
+        report: None,
+        verbose: true,
+    };
+    let (mut output, mut init) = (None, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| -> String {
+            it.next()
+                .cloned()
+                .unwrap_or_else(|| usage(&format!("{name} needs a value")))
+        };
+        match a.as_str() {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                exit(0)
+            }
+            "-o" | "--output" => output = Some(PathBuf::from(value(a))),
+            "--init" => init = Some(PathBuf::from(value(a))),
+            "--manifest" => o.manifest = Some(PathBuf::from(value(a))),
+            "--relink" => o.relink = true,
+            "--quiet" => o.verbose = false,
+            "--format" => {
+                o.format = match value(a).as_str() {
+                    "ext4" => Format::Ext4,
+                    "initramfs" => Format::Initramfs,
+                    f => usage(&format!("unknown --format {f:?} (ext4 or initramfs)")),
+                }
+            }
+            "--size" => {
+                let v = value(a);
+                o.size_mib = Some(v.parse().ok().filter(|n| *n > 0).unwrap_or_else(|| {
+                    usage(&format!("--size {v:?} is not a positive number of MiB"))
+                }))
+            }
+            "--ref" => o.ref_name = Some(value(a)),
+            "--report" => o.report = Some(PathBuf::from(value(a))),
+            s if s.starts_with('-') && s != "-" => usage(&format!("unknown option {s}")),
+            s => {
+                if image.replace(PathBuf::from(s)).is_some() {
+                    usage("more than one IMAGE")
+                }
+            }
+        }
+    }
+    o.image = image.unwrap_or_else(|| usage("missing IMAGE"));
+    o.output = output.unwrap_or_else(|| usage("missing -o OUTPUT"));
+    o.init = init.unwrap_or_else(|| usage("missing --init PATH"));
+    o
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let o = parse(&args);
+    match lupine_image::build(&o) {
+        Ok(_) => eprintln!("lupine-image: wrote {}", o.output.display()),
+        Err(e) => {
+            eprintln!("lupine-image: {e}");
+            exit(1)
+        }
+    }
+}
