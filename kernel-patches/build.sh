@@ -151,6 +151,7 @@ if [ ! -f "$result/bzImage" ]; then
     # patches' names and contents, is extracted and patched once, under its own lock.
     phash=$(for p in "${patches[@]}"; do echo "== ${p#"$here"/}"; cat "$p"; done | sha256sum | cut -c1-16)
     src=$cache/src/linux-$srcver-$(IFS=-; echo "${patched[*]}")-$phash
+    mkdir -p "$cache/src"
     (
       flock 9
       if [ ! -f "$src/.extracted" ]; then
