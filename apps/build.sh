@@ -60,12 +60,13 @@ src_versions() {
 }
 
 # Every input: this script, the app's files and the shared rootfs files, the source versions
-# apt offers, the compiler and the musl version.
+# apt offers, the compiler and the musl version. Not lupine.json: it is copied at install, so
+# editing the manifest rebuilds nothing.
 key=$( {
   echo "$app"
   cat "$0"
   while IFS= read -r f; do echo "== ${f#"$here"/}"; cat "$f"; done \
-    < <(find "$here/$app" "$here/rootfs" -type f | LC_ALL=C sort)
+    < <(find "$here/$app" "$here/rootfs" -type f ! -path "$here/$app/lupine.json" | LC_ALL=C sort)
   for p in "${sources[@]}"; do echo "$p $(src_versions "$p" | tr '\n' ' ')"; done
   musl-gcc --version | head -1
   dpkg-query -W -f='musl-dev ${Version}\n' musl-dev
@@ -155,7 +156,6 @@ if [ ! -f "$result/build-info.json" ]; then
 
   mkdir -p "$stage/etc"
   cp "$here/rootfs/etc/passwd" "$here/rootfs/etc/group" "$stage/etc/"
-  cp "$here/$app/lupine.json" "$out/lupine.json"
   srcjson=$(for p in "${sources[@]}"; do printf '%s\t%s\n' "$p" "${version[$p]}"; done)
   python3 - "$out/build-info.json" "$app" "$key" "$binary" "$(stat -c %s "$bin")" \
       "$binver" "$((SECONDS - start))" "$(musl-gcc --version | head -1)" \
@@ -184,6 +184,7 @@ mkdir -p "$outdir"
 tmp=$outdir/.$app.tmp.$$
 rm -rf "$tmp"
 cp -a "$result" "$tmp"
+cp "$here/$app/lupine.json" "$tmp/lupine.json"
 rm -rf "${outdir:?}/$app"
 mv "$tmp" "$outdir/$app"
 echo "$outdir/$app"

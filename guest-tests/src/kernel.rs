@@ -42,6 +42,7 @@ pub fn kernel(profile: &str) -> Result<PathBuf> {
         })
         .clone()
 }
+
 /// The build of an application of `apps/` (see `apps/build.sh`): a directory holding `rootfs/`,
 /// `lupine.json` and `build-info.json`. With `LUPINE_APPS_DIR` set, `$LUPINE_APPS_DIR/APP`,
 /// which must exist (`scripts/test.sh` builds the apps there); else `apps/build.sh APP
