@@ -1,7 +1,7 @@
 /* kml_syscalls: TSC ticks per system call for bench/kml, as lmbench's lat_syscall: null
  * (getppid), read (one byte from /dev/zero) and write (one byte to /dev/null), N calls each
- * (argv[1], default 200,000) after a warm-up. Ticks, not clock_gettime: under KML stage 1
- * nothing may fault at CPL 0, and rdtsc needs no memory. Prints one line:
+ * (argv[1], default 200,000) after a warm-up. Ticks, not clock_gettime: rdtsc reads the same
+ * clock at either privilege level, with no vDSO involved. Prints one line:
  *   kml_syscalls: cs=0xNN null=T read=T write=T */
 #include <fcntl.h>
 #include <stdio.h>

@@ -12,6 +12,11 @@
 //! the entry too, in kernel mode). Every case runs with 1 and 2 vCPUs on QEMU's `qemu64` (no
 //! SMEP, SMAP or FSGSBASE) and `max` (all three) CPU models. No run may print a kernel
 //! warning, BUG or oops (`ignore_loglevel` puts every kernel message on the console).
+//!
+//! Stage 2 (interrupts, exceptions and page faults at CPL 0) uses `tests/kml/kml2test.c` (no
+//! libc either): red-zone canaries under timer interrupts, deep recursion and fresh mmap'd
+//! memory, faults that must kill with the right signal, and two CPU hogs sharing CPU 0; and
+//! the relinked musl program now fills `malloc`ed memory.
 
 use std::path::Path;
 use std::process::Command;
@@ -72,7 +77,9 @@ fn boot(
     out
 }
 
-/// No kernel warning, BUG, oops or stack dump on the console.
+/// No kernel warning, BUG, oops or stack dump on the console. A kernel #GP reads "general
+/// protection fault: 0000 [#1]" or "general protection fault, probably for ..."; a process's
+/// (stage 2: also at CPL 0) "traps: prog[pid] general protection fault ip:..." is no error.
 #[track_caller]
 fn assert_clean(out: &Outcome) {
     for bad in [
@@ -81,7 +88,8 @@ fn assert_clean(out: &Outcome) {
         "kernel BUG",
         "Oops",
         "Call Trace",
-        "general protection",
+        "general protection fault:",
+        "general protection fault,",
     ] {
         assert!(!out.console.contains(bad), "console has {bad:?}\n{out}");
     }
@@ -246,8 +254,11 @@ fn policy_and_counters_smp1_qemu64() {
     policy(1, "qemu64");
 }
 
-/// A C program (musl, static) that reads CS, makes 100000 `getpid` calls and prints.
+/// A C program (musl, static) that reads CS, makes 100000 `getpid` calls, fills 32 MB of
+/// `malloc`ed memory (fresh pages: faults at CPL 0 in kernel mode) and prints.
 const RELINKED_C: &str = r#"#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 int main(void) {
     unsigned short cs;
@@ -255,7 +266,15 @@ int main(void) {
     long sum = 0;
     for (int i = 0; i < 100000; i++)
         sum += getpid() - getpid() + 1;
-    printf("relinked: cs=%#x sum=%ld\n", cs, sum);
+    size_t n = 32 << 20;
+    char *p = malloc(n);
+    if (!p)
+        return 2;
+    memset(p, 7, n);
+    long heap = 0;
+    for (size_t i = 0; i < n; i += 4096)
+        heap += p[i];
+    printf("relinked: cs=%#x sum=%ld heap=%ld\n", cs, sum, heap);
     return 0;
 }
 "#;
@@ -263,8 +282,8 @@ int main(void) {
 /// The real consumer: a musl program rewritten by lupine-relink, whose trampolines find the
 /// entry in `AT_SYSINFO` at start, runs in kernel mode under `/trusted` and makes its system
 /// calls through the entry (its startup, the loop, printf's write; exit stays a real
-/// `syscall` and is not counted), and at CPL 3 elsewhere. Stage 1 only: the program must not
-/// touch memory mapped after exec (no malloc), which would fault at CPL 0.
+/// `syscall` and is not counted), and at CPL 3 elsewhere. Its `malloc` (an mmap) and the page
+/// faults on that memory are handled at CPL 0 (stage 2).
 fn relinked(smp: u32, cpu: &str) {
     let tmp = TempDir::new(&format!("kml-relinked-smp{smp}-{cpu}")).unwrap();
     let (src, exe) = (tmp.join("relinked.c"), tmp.join("relinked"));
@@ -299,8 +318,8 @@ fn relinked(smp: u32, cpu: &str) {
     assert_eq!(
         out.lines_starting("relinked: "),
         [
-            "relinked: cs=0x10 sum=100000",
-            "relinked: cs=0x33 sum=100000"
+            "relinked: cs=0x10 sum=100000 heap=57344",
+            "relinked: cs=0x33 sum=100000 heap=57344"
         ],
         "{out}"
     );
@@ -322,4 +341,151 @@ fn relinked_program_smp2_max() {
 #[test]
 fn relinked_program_smp1_qemu64() {
     relinked(1, "qemu64");
+}
+
+/// Builds `tests/kml/kml2test.c` (no libc).
+fn kml2test(dir: &Path) -> Vec<u8> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kml/kml2test.c");
+    let bin = dir.join("kml2test");
+    let out = Command::new("gcc")
+        .args([
+            "-O1",
+            "-nostdlib",
+            "-static",
+            "-fno-builtin",
+            "-fno-stack-protector",
+            "-fno-pie",
+            "-no-pie",
+            "-o",
+        ])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("gcc runs");
+    assert!(
+        out.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(bin).unwrap()
+}
+
+// Stage 2 under /trusted, from busybox sh (a normal process that forks and execs each run into
+// kernel mode and reports its wait status as 128+signal): red-zone canaries under timer
+// interrupts, 7 MB of recursion, 64 MB of fresh mmap'd memory, five faults that must become
+// signals, and two pure CPU hogs pinned to CPU 0 (only timer preemption lets the second one,
+// and the shell, run while the first spins).
+const STAGE2_SCRIPT: &str = "K=/trusted/kml2test; grep LOC: /proc/interrupts; $K redzone; \
+    grep LOC: /proc/interrupts; $K recurse; $K mmap; \
+    $K null; echo null=$?; $K noncanon; echo noncanon=$?; $K ud2; echo ud2=$?; $K div0; echo div0=$?; \
+    $K int3; echo int3=$?; $K hog & $K hog; wait; echo hogs done";
+
+/// The local timer interrupts of all CPUs in each `LOC:` line of /proc/interrupts.
+fn timer_interrupts(out: &Outcome) -> Vec<u64> {
+    out.lines_starting("LOC:")
+        .iter()
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .map_while(|w| w.parse::<u64>().ok())
+                .sum()
+        })
+        .collect()
+}
+
+/// `start=` and `end=` (ms) of a `kml2: hog` line.
+fn hog_times(line: &str) -> (u64, u64) {
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+    };
+    (field("start="), field("end="))
+}
+
+fn stage2(smp: u32, cpu: &str) {
+    let tmp = TempDir::new(&format!("kml-stage2-smp{smp}-{cpu}")).unwrap();
+    let bin = kml2test(tmp.path());
+    let manifest = format!(
+        r#"{{"version": 1, "app": {{"path": "/bin/sh", "args": ["-c", "{STAGE2_SCRIPT}"]}}}}"#
+    );
+    let initrd = Initramfs::new(&manifest)
+        .unwrap()
+        .file("/trusted/kml2test", 0o755, &bin)
+        .write(tmp.join("initramfs.cpio"))
+        .unwrap();
+    let out = Vm::lupine_on(PROFILE, &initrd)
+        .unwrap()
+        .smp(smp)
+        .cpu(cpu)
+        .append("ignore_loglevel kml=on")
+        .timeout(Duration::from_secs(240))
+        .run()
+        .unwrap();
+    assert_clean(&out);
+    for line in out.lines_starting("kml2: ") {
+        println!("stage2 smp={smp} cpu={cpu}: {line}");
+    }
+    let lines = out.lines_starting("kml2: ");
+    for (mode, rest) in [
+        ("redzone", " bad=0 gaps="),
+        ("recurse", " depth=1800 sum="),
+        ("mmap", " pages=16384"),
+    ] {
+        let prefix = format!("kml2: {mode} cs=0x10{rest}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&prefix) && l.ends_with(" ok")),
+            "want {prefix:?}... ok\n{out}"
+        );
+    }
+    // The red-zone loop really was interrupted: the timer ticked (HZ=250) while it ran, on
+    // the CPU it kept busy for 2 s without a system call.
+    let loc = timer_interrupts(&out);
+    assert_eq!(loc.len(), 2, "{out}");
+    assert!(loc[1] >= loc[0] + 200, "timer interrupts {loc:?}\n{out}");
+    // SIGSEGV (#PF and #GP), SIGILL, SIGFPE, SIGTRAP.
+    for want in [
+        "null=139",
+        "noncanon=139",
+        "ud2=132",
+        "div0=136",
+        "int3=133",
+    ] {
+        assert!(out.has_line(want), "want {want}\n{out}");
+    }
+    assert!(!out.console.contains("survived"), "{out}");
+    let hogs: Vec<_> = lines
+        .iter()
+        .filter(|l| l.starts_with("kml2: hog cs=0x10 ") && l.ends_with(" ok"))
+        .map(|l| hog_times(l))
+        .collect();
+    assert_eq!(hogs.len(), 2, "{out}");
+    // Each ran while the other did: they shared CPU 0.
+    let ((s0, e0), (s1, e1)) = (hogs[0], hogs[1]);
+    assert!(s0 < e1 && s1 < e0, "hogs did not overlap: {hogs:?}\n{out}");
+    assert!(out.has_line("hogs done"), "{out}");
+    out.assert_exit_status(0);
+}
+
+#[test]
+fn stage2_smp1_qemu64() {
+    stage2(1, "qemu64");
+}
+
+#[test]
+fn stage2_smp1_max() {
+    stage2(1, "max");
+}
+
+#[test]
+fn stage2_smp2_qemu64() {
+    stage2(2, "qemu64");
+}
+
+#[test]
+fn stage2_smp2_max() {
+    stage2(2, "max");
 }
