@@ -21,6 +21,9 @@
 //! Stage 3 (signals, fork, threads, exec, vfork) uses `tests/kml/kml3test.c` (musl, relinked):
 //! handlers at CPL 0 returning through musl's raw-`syscall` restorer, a sigaltstack, an SA_RESTART
 //! read, forks, two threads migrating between two CPUs, exec both ways, vfork + exec.
+//!
+//! Stage 4 (patch 0010: raw `syscall` counted apart in /proc/kml): unmodified Debian busybox
+//! under /trusted, and a relinked musl program mixing call entries, raw syscalls and the vDSO.
 
 use std::path::Path;
 use std::process::Command;
@@ -379,22 +382,32 @@ fn kml2test(dir: &Path) -> Vec<u8> {
 // interrupts, 7 MB of recursion, 64 MB of fresh mmap'd memory, five faults that must become
 // signals, and two pure CPU hogs pinned to CPU 0 (only timer preemption lets the second one,
 // and the shell, run while the first spins).
-const STAGE2_SCRIPT: &str = "K=/trusted/kml2test; grep LOC: /proc/interrupts; $K redzone; \
-    grep LOC: /proc/interrupts; $K recurse; $K mmap; \
+const STAGE2_SCRIPT: &str = "K=/trusted/kml2test; grep -E 'LOC:|timer$' /proc/interrupts; \
+    $K redzone; grep -E 'LOC:|timer$' /proc/interrupts; $K recurse; $K mmap; \
     $K null; echo null=$?; $K noncanon; echo noncanon=$?; $K ud2; echo ud2=$?; $K div0; echo div0=$?; \
     $K int3; echo int3=$?; $K hog & $K hog; wait; echo hogs done";
 
-/// The local timer interrupts of all CPUs in each `LOC:` line of /proc/interrupts.
+/// The timer interrupts of all CPUs in each snapshot of /proc/interrupts the script greps: the
+/// local APIC timers (`LOC:`, which ends a snapshot) plus IRQ 0 (`0: ... timer`), which ticks
+/// instead when the kernel finds the APIC timer unusable (it can, on a loaded host under TCG).
 fn timer_interrupts(out: &Outcome) -> Vec<u64> {
-    out.lines_starting("LOC:")
-        .iter()
-        .map(|l| {
-            l.split_whitespace()
-                .skip(1)
-                .map_while(|w| w.parse::<u64>().ok())
-                .sum()
-        })
-        .collect()
+    let counts = |l: &str| -> u64 {
+        l.split_whitespace()
+            .skip(1)
+            .map_while(|w| w.parse::<u64>().ok())
+            .sum()
+    };
+    let mut snapshots = Vec::new();
+    let mut irq0 = 0;
+    for l in out.lines().map(str::trim_start) {
+        if l.starts_with("0:") && l.ends_with("timer") {
+            irq0 = counts(l);
+        } else if l.starts_with("LOC:") {
+            snapshots.push(irq0 + counts(l));
+            irq0 = 0;
+        }
+    }
+    snapshots
 }
 
 /// A line that starts with the shell's `echo NAME=$?` output `want`: the kernel's report of the
@@ -599,4 +612,254 @@ fn stage3_smp2_max() {
 #[test]
 fn stage3_smp2_qemu64() {
     stage3(2, "qemu64");
+}
+
+/// The `cpuN calls M syscalls R` lines of the `n`th (0-based) /proc/kml read in the console:
+/// the sums of the call-entry (M) and raw-syscall (R, stage 4) counts.
+fn counts(out: &Outcome, n: usize) -> (u64, u64) {
+    let mut reads: Vec<(u64, u64)> = Vec::new();
+    for line in out.lines() {
+        if line.starts_with("enabled ") {
+            reads.push((0, 0));
+        } else if let (Some(last), Some(rest)) = (reads.last_mut(), line.strip_prefix("cpu")) {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            assert!(
+                words.len() == 5 && words[1] == "calls" && words[3] == "syscalls",
+                "bad /proc/kml line {line:?}\n{out}"
+            );
+            let num = |w: &str| {
+                w.parse::<u64>()
+                    .unwrap_or_else(|_| panic!("bad /proc/kml line {line:?}\n{out}"))
+            };
+            last.0 += num(words[2]);
+            last.1 += num(words[4]);
+        }
+    }
+    assert!(reads.len() > n, "no /proc/kml read {n}\n{out}");
+    reads[n]
+}
+
+// Stage 4 (a): a shell script run by Debian's static busybox (glibc, unmodified, not
+// relinked: every system call is a raw `syscall`), as /trusted/busybox at CPL 0 and as
+// /bin/busybox at CPL 3. Each output line starts with "bb: ".
+const BUSYBOX_SCRIPT: &str = r#"echo "bb: hello $0"
+echo "bb: pipe $(echo one two three | cat | cat)"
+x=outer; (x=inner; echo "bb: subshell $x"); echo "bb: after $x"
+echo "bb: arith $(( (7 * 6) + 2 ** 10 - 100 / 3 ))"
+i=0; s=0; while [ $i -lt 1000 ]; do i=$((i + 1)); s=$((s + i * i)); done
+echo "bb: loop i=$i s=$s"
+while read k v rest; do case $k in Name:|State:|Uid:) echo "bb: status $k $v";; esac; done < /proc/self/status
+echo "bb: statuslines $(cat /proc/self/status | grep -c '^Name:')"
+n=0; for w in a b c d e f g h; do n=$((n + 1)); done; echo "bb: words $n"
+f() { echo "bb: func $1 $#"; return 3; }; f x y z; echo "bb: ret $?"
+echo "bb: done"
+"#;
+
+/// The lines of the console between the `from` and `to` marker lines that start with "bb: ".
+fn bb_lines<'a>(out: &'a Outcome, from: &str, to: &str) -> Vec<&'a str> {
+    out.lines()
+        .skip_while(|l| *l != from)
+        .take_while(|l| *l != to)
+        .filter(|l| l.starts_with("bb: "))
+        .collect()
+}
+
+fn busybox_trusted(smp: u32, cpu: &str) {
+    let tmp = TempDir::new(&format!("kml-busybox-smp{smp}-{cpu}")).unwrap();
+    let busybox = std::fs::read("/bin/busybox").expect("the host's static busybox");
+    let script = "cat /proc/kml; echo mark-k; /trusted/busybox sh /trusted/script.sh; \
+        echo status=$?; echo mark-u; cat /proc/kml; /bin/busybox sh /trusted/script.sh; \
+        echo status=$?; echo mark-e; cat /proc/kml; echo done";
+    let manifest =
+        format!(r#"{{"version": 1, "app": {{"path": "/bin/sh", "args": ["-c", "{script}"]}}}}"#);
+    let initrd = Initramfs::new(&manifest)
+        .unwrap()
+        .file("/trusted/busybox", 0o755, &busybox)
+        .file("/trusted/script.sh", 0o644, BUSYBOX_SCRIPT)
+        .write(tmp.join("initramfs.cpio"))
+        .unwrap();
+    let out = Vm::lupine_on(PROFILE, &initrd)
+        .unwrap()
+        .smp(smp)
+        .cpu(cpu)
+        .append("ignore_loglevel kml=on")
+        .timeout(Duration::from_secs(240))
+        .run()
+        .unwrap();
+    assert_clean(&out);
+    let kernel = bb_lines(&out, "mark-k", "mark-u");
+    let user = bb_lines(&out, "mark-u", "mark-e");
+    for line in &kernel {
+        println!("busybox smp={smp} cpu={cpu}: {line}");
+    }
+    assert_eq!(kernel.len(), 14, "{out}");
+    assert_eq!(kernel, user, "{out}");
+    assert!(kernel.contains(&"bb: loop i=1000 s=333833500"), "{out}");
+    assert!(kernel.contains(&"bb: pipe one two three"), "{out}");
+    assert_eq!(
+        out.lines_starting("status="),
+        ["status=0", "status=0"],
+        "{out}"
+    );
+    let (c0, s0) = counts(&out, 0);
+    let (c1, s1) = counts(&out, 1);
+    let (c2, s2) = counts(&out, 2);
+    println!(
+        "busybox smp={smp} cpu={cpu}: raw syscalls at CPL 0: {}",
+        s1 - s0
+    );
+    // Unrelinked: no call through the entry, every system call a counted raw syscall (the
+    // shell's, and its forked children's); none counted for the run at CPL 3.
+    assert_eq!(c1, c0, "{out}");
+    assert!(s1 - s0 > 100, "{out}");
+    assert_eq!((c2, s2), (c1, s1), "{out}");
+    assert!(out.has_line("done"), "{out}");
+    out.assert_exit_status(0);
+}
+
+#[test]
+fn busybox_trusted_smp1_qemu64() {
+    busybox_trusted(1, "qemu64");
+}
+
+#[test]
+fn busybox_trusted_smp2_max() {
+    busybox_trusted(2, "max");
+}
+
+/// Stage 4 (b): a relinked musl program mixing call-entry `getpid` (libc, rewritten by
+/// lupine-relink), a raw `syscall` (inline asm that lupine-relink keeps: its bytes follow the
+/// `__restore_rt` pattern, jumped over) and vDSO `clock_gettime(CLOCK_MONOTONIC)`, each in a
+/// loop of 1000, reading /proc/kml itself around each loop (the reads' own system calls are
+/// measured by two reads with nothing between).
+const MIXED_C: &str = r#"#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <time.h>
+#include <unistd.h>
+#define N 1000
+static void snap(long *c, long *s) {
+    static char buf[8192];
+    int fd = open("/proc/kml", O_RDONLY);
+    if (fd < 0)
+        exit(10);
+    long n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        exit(11);
+    buf[n] = 0;
+    *c = *s = 0;
+    for (char *p = buf; (p = strstr(p, "calls ")); ) {
+        char *e;
+        *c += strtol(p + 6, &e, 10);
+        p = strstr(e, "syscalls ");
+        if (!p)
+            exit(12);
+        *s += strtol(p + 9, &e, 10);
+        p = e;
+    }
+}
+static long raw_getpid(void) {
+    long r;
+    __asm__ volatile("mov $39, %%eax\n\tjmp 1f\n\tmov $15, %%rax\n1:\tsyscall"
+                     : "=a"(r) : : "rcx", "r11", "memory");
+    return r;
+}
+int main(void) {
+    unsigned short cs;
+    __asm__ volatile("mov %%cs, %0" : "=r"(cs));
+    long c[8], s[8];
+    snap(&c[0], &s[0]);
+    snap(&c[1], &s[1]);
+    long oc = c[1] - c[0], os = s[1] - s[0];
+    pid_t pid = getpid();
+    int bad = 0;
+    snap(&c[2], &s[2]);
+    for (int i = 0; i < N; i++)
+        bad += getpid() != pid;
+    snap(&c[3], &s[3]);
+    for (int i = 0; i < N; i++)
+        bad += raw_getpid() != pid;
+    snap(&c[4], &s[4]);
+    struct timespec t0, prev, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    prev = t0;
+    for (int i = 0; i < N - 1; i++) {
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if (t.tv_sec < prev.tv_sec || (t.tv_sec == prev.tv_sec && t.tv_nsec < prev.tv_nsec))
+            bad++;
+        prev = t;
+    }
+    snap(&c[5], &s[5]);
+    /* Outside the counted loops: a clocksource without a vDSO mode may be jiffies-coarse. */
+    struct timespec nap = {0, 20000000};
+    nanosleep(&nap, 0);
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    if (t.tv_sec < prev.tv_sec || (t.tv_sec == prev.tv_sec && t.tv_nsec < prev.tv_nsec))
+        bad++;
+    int advanced = t.tv_sec > t0.tv_sec || (t.tv_sec == t0.tv_sec && t.tv_nsec > t0.tv_nsec);
+    printf("mixed: cs=%#x vdso=%d bad=%d advanced=%d getpid=%ld/%ld raw=%ld/%ld vdso=%ld/%ld\n",
+           cs, getauxval(AT_SYSINFO_EHDR) != 0, bad, advanced,
+           c[3] - c[2] - oc, s[3] - s[2] - os, c[4] - c[3] - oc, s[4] - s[3] - os,
+           c[5] - c[4] - oc, s[5] - s[4] - os);
+    return 0;
+}
+"#;
+
+fn mixed(smp: u32, cpu: &str) {
+    let tmp = TempDir::new(&format!("kml-mixed-smp{smp}-{cpu}")).unwrap();
+    let (src, exe) = (tmp.join("mixed.c"), tmp.join("mixed"));
+    std::fs::write(&src, MIXED_C).unwrap();
+    let out = Command::new("musl-gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .expect("musl-gcc (musl-tools) runs");
+    assert!(out.status.success(), "musl-gcc: {out:?}");
+    let original = std::fs::read(&exe).unwrap();
+    let relinked = lupine_relink::relink_bytes("mixed", "mixed", &original).unwrap();
+    assert!(relinked.report.counts.rewritten > 0, "nothing rewritten");
+    let manifest = r#"{"version": 1, "app": {"path": "/bin/sh", "args": ["-c",
+        "/trusted/mixed; echo status=$?"]}}"#;
+    let initrd = Initramfs::new(manifest)
+        .unwrap()
+        .file("/trusted/mixed", 0o755, &relinked.bytes)
+        .write(tmp.join("initramfs.cpio"))
+        .unwrap();
+    let out = Vm::lupine_on(PROFILE, &initrd)
+        .unwrap()
+        .smp(smp)
+        .cpu(cpu)
+        .append("ignore_loglevel kml=on")
+        .timeout(Duration::from_secs(240))
+        .run()
+        .unwrap();
+    assert_clean(&out);
+    let lines = out.lines_starting("mixed: ");
+    for line in &lines {
+        println!("mixed smp={smp} cpu={cpu}: {line}");
+    }
+    assert_eq!(lines.len(), 1, "{out}");
+    // 1000 getpid through the entry, 1000 raw syscalls, and the vDSO loop entering no system
+    // call through the entry; the vDSO itself makes a raw syscall per call only if the
+    // clocksource has no vDSO mode (never a mix: the boot has settled on one by then).
+    let prefix = "mixed: cs=0x10 vdso=1 bad=0 advanced=1 getpid=1000/0 raw=0/1000 vdso=0/";
+    assert!(lines[0].starts_with(prefix), "want {prefix:?}...\n{out}");
+    let vdso_raw = &lines[0][prefix.len()..];
+    assert!(vdso_raw == "0" || vdso_raw == "1000", "{out}");
+    assert_eq!(out.lines_starting("status="), ["status=0"], "{out}");
+    out.assert_exit_status(0);
+}
+
+#[test]
+fn mixed_entries_smp1_qemu64() {
+    mixed(1, "qemu64");
+}
+
+#[test]
+fn mixed_entries_smp2_max() {
+    mixed(2, "max");
 }
