@@ -69,7 +69,17 @@ fn boot(
         initrd = initrd.file(path, mode, &bin);
     }
     let initrd = initrd.write(tmp.join("initramfs.cpio")).unwrap();
-    let out = Vm::lupine_on(PROFILE, &initrd)
+    let out = run(&initrd, smp, cpu, cmdline);
+    for line in out.lines_starting("kmltest: ") {
+        println!("{name} smp={smp} cpu={cpu}: {line}");
+    }
+    out
+}
+
+/// Boots `lupine-base+kml` from `initrd` on `smp` vCPUs of CPU model `cpu`, every kernel
+/// message on the console (`ignore_loglevel`) and `cmdline` added; the console must be clean.
+fn run(initrd: &Path, smp: u32, cpu: &str, cmdline: &str) -> Outcome {
+    let out = Vm::lupine_on(PROFILE, initrd)
         .unwrap()
         .smp(smp)
         .cpu(cpu)
@@ -78,10 +88,23 @@ fn boot(
         .run()
         .unwrap();
     assert_clean(&out);
-    for line in out.lines_starting("kmltest: ") {
-        println!("{name} smp={smp} cpu={cpu}: {line}");
-    }
     out
+}
+
+/// `src` built with `musl-gcc -static -O2 -pthread` into `exe`, then relinked by lupine-relink
+/// (some site must be rewritten).
+fn relinked_musl(src: &Path, exe: &Path) -> Vec<u8> {
+    let out = Command::new("musl-gcc")
+        .args(["-static", "-O2", "-pthread", "-o"])
+        .arg(exe)
+        .arg(src)
+        .output()
+        .expect("musl-gcc (musl-tools) runs");
+    assert!(out.status.success(), "musl-gcc: {out:?}");
+    let original = std::fs::read(exe).unwrap();
+    let relinked = lupine_relink::relink_bytes("program", "program", &original).unwrap();
+    assert!(relinked.report.counts.rewritten > 0, "nothing rewritten");
+    relinked.bytes
 }
 
 /// No kernel warning, BUG, oops or stack dump on the console. A kernel #GP reads "general
@@ -295,33 +318,16 @@ fn relinked(smp: u32, cpu: &str) {
     let tmp = TempDir::new(&format!("kml-relinked-smp{smp}-{cpu}")).unwrap();
     let (src, exe) = (tmp.join("relinked.c"), tmp.join("relinked"));
     std::fs::write(&src, RELINKED_C).unwrap();
-    let out = Command::new("musl-gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .expect("musl-gcc (musl-tools) runs");
-    assert!(out.status.success(), "musl-gcc: {out:?}");
-    let original = std::fs::read(&exe).unwrap();
-    let relinked = lupine_relink::relink_bytes("relinked", "relinked", &original).unwrap();
-    assert!(relinked.report.counts.rewritten > 0, "nothing rewritten");
+    let relinked = relinked_musl(&src, &exe);
     let manifest = r#"{"version": 1, "app": {"path": "/bin/sh", "args": ["-c",
         "/trusted/relinked; echo status=$?; cat /proc/kml; /relinked; echo status=$?"]}}"#;
     let initrd = Initramfs::new(manifest)
         .unwrap()
-        .file("/trusted/relinked", 0o755, &relinked.bytes)
-        .file("/relinked", 0o755, &relinked.bytes)
+        .file("/trusted/relinked", 0o755, &relinked)
+        .file("/relinked", 0o755, &relinked)
         .write(tmp.join("initramfs.cpio"))
         .unwrap();
-    let out = Vm::lupine_on(PROFILE, &initrd)
-        .unwrap()
-        .smp(smp)
-        .cpu(cpu)
-        .append("ignore_loglevel kml=on")
-        .timeout(Duration::from_secs(240))
-        .run()
-        .unwrap();
-    assert_clean(&out);
+    let out = run(&initrd, smp, cpu, "kml=on");
     assert_eq!(
         out.lines_starting("relinked: "),
         [
@@ -442,15 +448,7 @@ fn stage2(smp: u32, cpu: &str) {
         .file("/trusted/kml2test", 0o755, &bin)
         .write(tmp.join("initramfs.cpio"))
         .unwrap();
-    let out = Vm::lupine_on(PROFILE, &initrd)
-        .unwrap()
-        .smp(smp)
-        .cpu(cpu)
-        .append("ignore_loglevel kml=on")
-        .timeout(Duration::from_secs(240))
-        .run()
-        .unwrap();
-    assert_clean(&out);
+    let out = run(&initrd, smp, cpu, "kml=on");
     for line in out.lines_starting("kml2: ") {
         println!("stage2 smp={smp} cpu={cpu}: {line}");
     }
@@ -522,17 +520,7 @@ fn stage2_smp2_max() {
 fn kml3test(dir: &Path) -> Vec<u8> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kml/kml3test.c");
     let exe = dir.join("kml3test");
-    let out = Command::new("musl-gcc")
-        .args(["-static", "-O2", "-pthread", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .expect("musl-gcc (musl-tools) runs");
-    assert!(out.status.success(), "musl-gcc: {out:?}");
-    let original = std::fs::read(&exe).unwrap();
-    let relinked = lupine_relink::relink_bytes("kml3test", "kml3test", &original).unwrap();
-    assert!(relinked.report.counts.rewritten > 0, "nothing rewritten");
-    relinked.bytes
+    relinked_musl(&src, &exe)
 }
 
 // Stage 3 under /trusted, from busybox sh: a 1 kHz SIGALRM (sent by a child process: Lupine
@@ -555,15 +543,7 @@ fn stage3(smp: u32, cpu: &str) {
         .file("/kml3test", 0o755, &bin)
         .write(tmp.join("initramfs.cpio"))
         .unwrap();
-    let out = Vm::lupine_on(PROFILE, &initrd)
-        .unwrap()
-        .smp(smp)
-        .cpu(cpu)
-        .append("ignore_loglevel kml=on")
-        .timeout(Duration::from_secs(240))
-        .run()
-        .unwrap();
-    assert_clean(&out);
+    let out = run(&initrd, smp, cpu, "kml=on");
     for line in out.lines_starting("kml3: ") {
         println!("stage3 smp={smp} cpu={cpu}: {line}");
     }
@@ -678,15 +658,7 @@ fn busybox_trusted(smp: u32, cpu: &str) {
         .file("/trusted/script.sh", 0o644, BUSYBOX_SCRIPT)
         .write(tmp.join("initramfs.cpio"))
         .unwrap();
-    let out = Vm::lupine_on(PROFILE, &initrd)
-        .unwrap()
-        .smp(smp)
-        .cpu(cpu)
-        .append("ignore_loglevel kml=on")
-        .timeout(Duration::from_secs(240))
-        .run()
-        .unwrap();
-    assert_clean(&out);
+    let out = run(&initrd, smp, cpu, "kml=on");
     let kernel = bb_lines(&out, "mark-k", "mark-u");
     let user = bb_lines(&out, "mark-u", "mark-e");
     for line in &kernel {
@@ -812,32 +784,15 @@ fn mixed(smp: u32, cpu: &str) {
     let tmp = TempDir::new(&format!("kml-mixed-smp{smp}-{cpu}")).unwrap();
     let (src, exe) = (tmp.join("mixed.c"), tmp.join("mixed"));
     std::fs::write(&src, MIXED_C).unwrap();
-    let out = Command::new("musl-gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .expect("musl-gcc (musl-tools) runs");
-    assert!(out.status.success(), "musl-gcc: {out:?}");
-    let original = std::fs::read(&exe).unwrap();
-    let relinked = lupine_relink::relink_bytes("mixed", "mixed", &original).unwrap();
-    assert!(relinked.report.counts.rewritten > 0, "nothing rewritten");
+    let relinked = relinked_musl(&src, &exe);
     let manifest = r#"{"version": 1, "app": {"path": "/bin/sh", "args": ["-c",
         "/trusted/mixed; echo status=$?"]}}"#;
     let initrd = Initramfs::new(manifest)
         .unwrap()
-        .file("/trusted/mixed", 0o755, &relinked.bytes)
+        .file("/trusted/mixed", 0o755, &relinked)
         .write(tmp.join("initramfs.cpio"))
         .unwrap();
-    let out = Vm::lupine_on(PROFILE, &initrd)
-        .unwrap()
-        .smp(smp)
-        .cpu(cpu)
-        .append("ignore_loglevel kml=on")
-        .timeout(Duration::from_secs(240))
-        .run()
-        .unwrap();
-    assert_clean(&out);
+    let out = run(&initrd, smp, cpu, "kml=on");
     let lines = out.lines_starting("mixed: ");
     for line in &lines {
         println!("mixed smp={smp} cpu={cpu}: {line}");
