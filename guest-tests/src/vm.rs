@@ -315,7 +315,7 @@ impl Running {
     }
 
     /// Types `bytes` on the guest's serial console.
-    fn type_console(&mut self, bytes: &[u8]) -> Result<()> {
+    pub fn type_console(&mut self, bytes: &[u8]) -> Result<()> {
         let input = self
             .input
             .as_mut()

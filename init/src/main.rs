@@ -16,7 +16,7 @@ mod supervise;
 mod system;
 
 use std::fs;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, IsTerminal};
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
@@ -103,6 +103,10 @@ struct Ending {
 
 impl Ending {
     fn finish(&self, status: u8) -> ! {
+        // Until the console has sent everything: reboot(2) drops what is still queued.
+        if std::io::stdout().is_terminal() {
+            let _ = nix::sys::termios::tcdrain(std::io::stdout());
+        }
         if let Some(port) = self.exit_port {
             if let Err(e) = hw::outb(port, status) {
                 log::error!("exit_port: {e}");
@@ -221,9 +225,12 @@ fn run(args: &[String], ending: &mut Ending) -> Result<Exit, Fatal> {
             Err(process::exec(&launch))
         }
         Mode::Supervise => {
+            // Init, not the app, leads the console's session: when a session leader exits,
+            // the kernel hangs its terminal up, which drops output not yet sent.
+            take_console();
             let signals = supervise::block_signals();
             let app = supervise::spawn(|| {
-                take_console();
+                foreground();
                 match process::prepare(&launch, marker) {
                     Ok(()) => process::exec(&launch),
                     Err(fatal) => fatal,
@@ -280,12 +287,29 @@ fn console_on_std_fds() {
     }
 }
 
-/// Gives the app the console as its controlling terminal in a session of its own, so shells
-/// and job control work ("can't access tty" otherwise).
+/// Makes the console the controlling terminal of a new session led by this process, so
+/// shells and job control work ("can't access tty" otherwise).
 fn take_console() {
     let _ = nix::unistd::setsid();
-    // SAFETY: TIOCSCTTY takes an int argument and only affects this process's session.
-    if unsafe { libc::isatty(0) } == 1 {
+    if std::io::stdin().is_terminal() {
+        // SAFETY: TIOCSCTTY takes an int argument and only affects this process's session.
         unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+    }
+}
+
+/// Puts the supervised app in a process group of its own in the console's foreground, so
+/// ^C and job control reach the app and not init. A background group may take the
+/// foreground only with SIGTTOU blocked; process::prepare resets the mask before exec.
+fn foreground() {
+    use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
+    use nix::unistd::{getpgrp, setpgid, tcsetpgrp, Pid};
+    let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    let _ = sigprocmask(
+        SigmaskHow::SIG_BLOCK,
+        Some(&SigSet::from(Signal::SIGTTOU)),
+        None,
+    );
+    if std::io::stdin().is_terminal() {
+        let _ = tcsetpgrp(std::io::stdin(), getpgrp());
     }
 }
