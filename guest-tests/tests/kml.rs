@@ -32,6 +32,8 @@ use std::time::Duration;
 use guest_tests::{Initramfs, Outcome, TempDir, Vm};
 
 const PROFILE: &str = "lupine-base+kml";
+/// For what needs users other than root (lupine-base has no MULTIUSER).
+const GENERAL_KML: &str = "lupine-general+kml";
 const CALLS: u64 = 100_000;
 
 /// Builds `tests/kml/kmltest.S`.
@@ -79,7 +81,12 @@ fn boot(
 /// Boots `lupine-base+kml` from `initrd` on `smp` vCPUs of CPU model `cpu`, every kernel
 /// message on the console (`ignore_loglevel`) and `cmdline` added; the console must be clean.
 fn run(initrd: &Path, smp: u32, cpu: &str, cmdline: &str) -> Outcome {
-    let out = Vm::lupine_on(PROFILE, initrd)
+    run_on(PROFILE, initrd, smp, cpu, cmdline)
+}
+
+/// [`run`] on another `+kml` profile.
+fn run_on(profile: &str, initrd: &Path, smp: u32, cpu: &str, cmdline: &str) -> Outcome {
+    let out = Vm::lupine_on(profile, initrd)
         .unwrap()
         .smp(smp)
         .cpu(cpu)
@@ -594,8 +601,8 @@ fn stage3_smp2_qemu64() {
     stage3(2, "qemu64");
 }
 
-/// The `cpuN calls M syscalls R` lines of the `n`th (0-based) /proc/kml read in the console:
-/// the sums of the call-entry (M) and raw-syscall (R, stage 4) counts.
+/// The `cpuN calls M syscalls R interrupts I faults F` lines of the `n`th (0-based) /proc/kml
+/// read in the console: the sums of the call-entry (M) and raw-syscall (R, stage 4) counts.
 fn counts(out: &Outcome, n: usize) -> (u64, u64) {
     let mut reads: Vec<(u64, u64)> = Vec::new();
     for line in out.lines() {
@@ -604,7 +611,11 @@ fn counts(out: &Outcome, n: usize) -> (u64, u64) {
         } else if let (Some(last), Some(rest)) = (reads.last_mut(), line.strip_prefix("cpu")) {
             let words: Vec<&str> = rest.split_whitespace().collect();
             assert!(
-                words.len() == 5 && words[1] == "calls" && words[3] == "syscalls",
+                words.len() == 9
+                    && words[1] == "calls"
+                    && words[3] == "syscalls"
+                    && words[5] == "interrupts"
+                    && words[7] == "faults",
                 "bad /proc/kml line {line:?}\n{out}"
             );
             let num = |w: &str| {
@@ -817,4 +828,122 @@ fn mixed_entries_smp1_qemu64() {
 #[test]
 fn mixed_entries_smp2_max() {
     mixed(2, "max");
+}
+
+// Stage 5 (a), on lupine-general+kml (lupine-base has no users but root): the selection
+// rules, one kmltest line each, in this order: a file other users may write, a file owned by
+// another user, a copy run under chroot, the file run in another mount namespace, the file
+// reached through a bind mount outside /trusted (all CPL 3); the file itself (CPL 0). The rules
+// are about the file, not the caller: stage5 runs /trusted/kml5test as nobody at CPL 0.
+const SELECTION_SCRIPT: &str = "B=/bin/busybox; /trusted/kmltest-ow; \
+    $B chown 1000 /trusted/kmltest-u; /trusted/kmltest-u; \
+    $B mkdir -p /jail/trusted; $B cp /trusted/kmltest /jail/trusted/; \
+    $B chroot /jail /trusted/kmltest; \
+    $B unshare -m /trusted/kmltest; \
+    $B mkdir /elsewhere; mount --bind /trusted /elsewhere; /elsewhere/kmltest; \
+    /trusted/kmltest; echo done";
+
+fn selection(smp: u32, cpu: &str) {
+    let tmp = TempDir::new(&format!("kml-selection-smp{smp}-{cpu}")).unwrap();
+    let bin = kmltest(tmp.path());
+    let manifest = format!(
+        r#"{{"version": 1, "app": {{"path": "/bin/sh", "args": ["-c", "{SELECTION_SCRIPT}"]}}}}"#
+    );
+    let initrd = Initramfs::new(&manifest)
+        .unwrap()
+        .file("/trusted/kmltest", 0o755, &bin)
+        .file("/trusted/kmltest-ow", 0o757, &bin)
+        .file("/trusted/kmltest-u", 0o755, &bin)
+        .write(tmp.join("initramfs.cpio"))
+        .unwrap();
+    let out = run_on(GENERAL_KML, &initrd, smp, cpu, "kml=on");
+    let lines = out.lines_starting("kmltest: ");
+    for line in &lines {
+        println!("selection smp={smp} cpu={cpu}: {line}");
+    }
+    let modes = [
+        USER_MODE,
+        USER_MODE,
+        USER_MODE,
+        USER_MODE,
+        USER_MODE,
+        KERNEL_MODE,
+    ];
+    assert_eq!(lines.len(), modes.len(), "{out}");
+    for (line, mode) in lines.iter().zip(modes) {
+        let want = ok_line(mode, smp);
+        assert!(line.starts_with(&want), "want {want:?}...\n{out}");
+    }
+    assert!(out.has_line("done"), "{out}");
+    out.assert_exit_status(0);
+}
+
+#[test]
+fn selection_rules_smp1_qemu64() {
+    selection(1, "qemu64");
+}
+
+#[test]
+fn selection_rules_smp2_max() {
+    selection(2, "max");
+}
+
+// Stage 5 (b), on lupine-general+kml: tests/kml/kml5test.c, relinked, as /trusted/kml5test
+// (CPL 0) and /kml5test (CPL 3): its page faults and interrupts in /proc/kml, what a root
+// tracer may do to it, and who may attach to it.
+const STAGE5_SCRIPT: &str = "/trusted/kml5test counters; /kml5test counters; \
+    /kml5test ptrace /trusted/kml5test; /kml5test ptrace /kml5test; \
+    /kml5test attach /trusted/kml5test; /kml5test attach /kml5test; echo done";
+
+fn stage5(smp: u32, cpu: &str) {
+    let tmp = TempDir::new(&format!("kml-stage5-smp{smp}-{cpu}")).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kml/kml5test.c");
+    let bin = relinked_musl(&src, &tmp.join("kml5test"));
+    let manifest = format!(
+        r#"{{"version": 1, "app": {{"path": "/bin/sh", "args": ["-c", "{STAGE5_SCRIPT}"]}}}}"#
+    );
+    let initrd = Initramfs::new(&manifest)
+        .unwrap()
+        .file("/trusted/kml5test", 0o755, &bin)
+        .file("/kml5test", 0o755, &bin)
+        .write(tmp.join("initramfs.cpio"))
+        .unwrap();
+    let out = run_on(GENERAL_KML, &initrd, smp, cpu, "kml=on");
+    let lines = out.lines_starting("kml5: ");
+    for line in &lines {
+        println!("stage5 smp={smp} cpu={cpu}: {line}");
+    }
+    let want = [
+        // 2000 fresh pages, 2000 page faults at CPL 0, each also an exception entry; 300 ms
+        // of spinning: timer interrupts (HZ=250), no fault. Nothing counted at CPL 3.
+        "counters cs=0x10 faults=2000 touch_interrupts>=faults=1 spin_faults=0 \
+         spin_interrupts=many",
+        "counters cs=0x33 faults=0 touch_interrupts>=faults=1 spin_faults=0 spin_interrupts=0",
+        // The tracee runs at CPL 0 and ptrace says so; a tracer may write back what it read
+        // but not change CS, the GS base, the trap flag or a debug register, nor single-step
+        // it; syscall stops work (1000 getppid, an entry and an exit stop each).
+        "work cs=0x10 bad=0",
+        "ptrace /trusted/kml5test cs=0x10 ss=0x18 same=0 cs_change=EIO gsbase=EIO tf=EIO dr=EIO \
+         step=EIO getppid_stops=2000 status=0",
+        "work cs=0x33 bad=0",
+        "ptrace /kml5test cs=0x33 ss=0x2b same=0 cs_change=0 gsbase=0 tf=0 dr=0 step=0 \
+         getppid_stops=2000 status=0",
+        // A kernel-mode process is not dumpable: its own user cannot attach, root can.
+        "attach /trusted/kml5test (cs=0x10 uid=65534) nobody=EPERM root=0",
+        "attach /kml5test (cs=0x33 uid=65534) nobody=0 root=0",
+    ]
+    .map(|l| format!("kml5: {l}"));
+    assert_eq!(lines, want, "{out}");
+    assert!(out.has_line("done"), "{out}");
+    out.assert_exit_status(0);
+}
+
+#[test]
+fn stage5_smp1_qemu64() {
+    stage5(1, "qemu64");
+}
+
+#[test]
+fn stage5_smp2_max() {
+    stage5(2, "max");
 }
