@@ -103,9 +103,14 @@ struct Ending {
 
 impl Ending {
     fn finish(&self, status: u8) -> ! {
-        // Until the console has sent everything: reboot(2) drops what is still queued.
+        // Until the console has sent everything: reboot(2) drops what is still queued. Once
+        // the app's group took the foreground, init may wait on the console only with SIGTTOU
+        // blocked (the kernel refuses a background group otherwise).
         if std::io::stdout().is_terminal() {
-            let _ = nix::sys::termios::tcdrain(std::io::stdout());
+            block_sigttou();
+            if let Err(e) = nix::sys::termios::tcdrain(std::io::stdout()) {
+                log::debug!("console drain: {}", e.desc());
+            }
         }
         if let Some(port) = self.exit_port {
             if let Err(e) = hw::outb(port, status) {
@@ -301,15 +306,19 @@ fn take_console() {
 /// ^C and job control reach the app and not init. A background group may take the
 /// foreground only with SIGTTOU blocked; process::prepare resets the mask before exec.
 fn foreground() {
-    use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
     use nix::unistd::{getpgrp, setpgid, tcsetpgrp, Pid};
     let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    block_sigttou();
+    if std::io::stdin().is_terminal() {
+        let _ = tcsetpgrp(std::io::stdin(), getpgrp());
+    }
+}
+
+fn block_sigttou() {
+    use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
     let _ = sigprocmask(
         SigmaskHow::SIG_BLOCK,
         Some(&SigSet::from(Signal::SIGTTOU)),
         None,
     );
-    if std::io::stdin().is_terminal() {
-        let _ = tcsetpgrp(std::io::stdin(), getpgrp());
-    }
 }
