@@ -41,10 +41,15 @@ fn from_od(text: &str) -> Vec<u8> {
 fn script(cases: &[(String, &Case)]) -> String {
     let work = work_dir().display().to_string();
     let tmp = work_dir().join("tmp").display().to_string();
-    let mut s = String::from(
+    let hello = corpus_src().join("hello.c");
+    let hello_dir = corpus_src().display().to_string();
+    let hello = hello.display().to_string();
+    // The host paths are made here, not in the initramfs: they may lie under /tmp, where
+    // lupine-init mounts a tmpfs.
+    let mut s = format!(
         "B=/bin/busybox\n\
-         calls() { $B awk '/^cpu/ { n += $3 } END { print n }' /proc/kml; }\n\
-         $B mkdir -p /o\n",
+         calls() {{ $B awk '/^cpu/ {{ n += $3 }} END {{ print n }}' /proc/kml; }}\n\
+         $B mkdir -p /o {tmp} {hello_dir} && $B cp /hello.c {hello}\n"
     );
     for (n, (path, case)) in cases.iter().enumerate() {
         let args: String = case
@@ -92,15 +97,12 @@ fn relinked_corpus_runs_under_real_kml_like_the_originals_on_the_host() {
     let mut initrd =
         Initramfs::new(r#"{"version": 1, "app": {"path": "/bin/sh", "args": ["/corpus.sh"]}}"#)
             .unwrap()
-            .dir(&work_dir().display().to_string())
-            .dir(&work_dir().join("tmp").display().to_string());
-    // Files the runs read by their host paths (busybox sha256sum and wc read hello.c).
-    let hello = corpus_src().join("hello.c");
-    initrd = initrd.file(
-        &hello.display().to_string(),
-        0o644,
-        std::fs::read(&hello).unwrap(),
-    );
+            // Read by busybox sha256sum and wc at its host path (see script()).
+            .file(
+                "/hello.c",
+                0o644,
+                std::fs::read(corpus_src().join("hello.c")).unwrap(),
+            );
     let mut placed = BTreeMap::new();
     let mut cases = Vec::new();
     for case in c.cases.iter().filter(|case| !known_gap(case)) {
