@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -103,13 +103,13 @@ fn relinked_corpus_runs_under_real_kml_like_the_originals_on_the_host() {
                 0o644,
                 std::fs::read(corpus_src().join("hello.c")).unwrap(),
             );
-    let mut placed = BTreeMap::new();
+    let mut placed = BTreeSet::new();
     let mut cases = Vec::new();
     for case in c.cases.iter().filter(|case| !known_gap(case)) {
         let r = relinked_program(&case.program);
         // busybox picks its applet by the name it is run as: keep the file names.
         let path = format!("/trusted/{}", r.program.name);
-        if placed.insert(path.clone(), ()).is_none() {
+        if placed.insert(path.clone()) {
             initrd = initrd.file(&path, 0o755, std::fs::read(&r.path).unwrap());
         }
         cases.push((path, case));
