@@ -79,17 +79,6 @@ fn script(cases: &[(String, &Case)]) -> String {
     s
 }
 
-/// Not yet right under real KML: a glibc backtrace taken in a signal handler that interrupted a
-/// system call made through the entry (`backtrace raise` and `backtrace syscall`) comes out
-/// empty, where musl's and the fault case's match the host. The kernel's frame of a call-entry
-/// system call has RIP = `kml_call_ret` (kernel text, the `ret` the exit returns through) and
-/// RSP at the pushed return address, and the signal frame copies both: an unwinder that
-/// follows the sigcontext finds no FDE there. The fix (the signal frame showing the
-/// trampoline's return address and the caller's RSP, and sigreturn undoing it) is KML work.
-fn known_gap(case: &Case) -> bool {
-    case.program.starts_with("backtrace-glibc") && case.args.first().is_some_and(|m| m != "fault")
-}
-
 #[test]
 fn relinked_corpus_runs_under_real_kml_like_the_originals_on_the_host() {
     let c = corpus();
@@ -105,7 +94,7 @@ fn relinked_corpus_runs_under_real_kml_like_the_originals_on_the_host() {
             );
     let mut placed = BTreeSet::new();
     let mut cases = Vec::new();
-    for case in c.cases.iter().filter(|case| !known_gap(case)) {
+    for case in &c.cases {
         let r = relinked_program(&case.program);
         // busybox picks its applet by the name it is run as: keep the file names.
         let path = format!("/trusted/{}", r.program.name);
