@@ -15,7 +15,8 @@
 #                   a line, e.g. kml: Kernel Mode Linux) also patches the source: such a
 #                   profile builds from its own copy of the source, extracted from the tarball
 #                   with the series applied (patch -p1, in order) into
-#                   $cache/src/linux-VERSION-FEATURE-HASH (HASH of the patches).
+#                   $cache/src/linux-VERSION-FEATURE-HASH (HASH of the patches); the trees
+#                   of older versions of the series are removed once no build uses them.
 # Fragments of one profile must agree: an option set to two different values is an error.
 #
 # After olddefconfig, every option a fragment requests must come out as requested (Kconfig
@@ -150,8 +151,20 @@ if [ ! -f "$result/bzImage" ]; then
     # A patched profile never touches the shared tree: its own copy, named by a hash of the
     # patches' names and contents, is extracted and patched once, under its own lock.
     phash=$(for p in "${patches[@]}"; do echo "== ${p#"$here"/}"; cat "$p"; done | sha256sum | cut -c1-16)
-    src=$cache/src/linux-$srcver-$(IFS=-; echo "${patched[*]}")-$phash
+    family=$cache/src/linux-$srcver-$(IFS=-; echo "${patched[*]}")
+    src=$family-$phash
     mkdir -p "$cache/src"
+    # While this build uses the tree it holds a shared lock on $src.use (fd 7, until exit);
+    # trees of an older version of the same series (another hash, 1.5 GB each) that no build
+    # holds are removed. An old checkout that needs one again extracts it again.
+    exec 7>"$src.use"
+    flock -s 7
+    for old in "$family"-*; do
+      [ -d "$old" ] && [ "$old" != "$src" ] && [[ ${old#"$family"-} =~ ^[0-9a-f]{16}$ ]] || continue
+      if (flock -n 8 && rm -rf "$old") 8>"$old.use"; then
+        echo "build.sh: removed $old (an older version of the series)" >&2
+      fi
+    done
     (
       flock 9
       if [ ! -f "$src/.extracted" ]; then
