@@ -86,16 +86,21 @@ fn run(initrd: &Path, smp: u32, cpu: &str, cmdline: &str) -> Outcome {
 
 /// [`run`] on another `+kml` profile.
 fn run_on(profile: &str, initrd: &Path, smp: u32, cpu: &str, cmdline: &str) -> Outcome {
-    let out = Vm::lupine_on(profile, initrd)
+    let out = run_unchecked(profile, initrd, smp, cpu, cmdline);
+    assert_clean(&out);
+    out
+}
+
+/// [`run_on`] without the console check.
+fn run_unchecked(profile: &str, initrd: &Path, smp: u32, cpu: &str, cmdline: &str) -> Outcome {
+    Vm::lupine_on(profile, initrd)
         .unwrap()
         .smp(smp)
         .cpu(cpu)
         .append(&format!("ignore_loglevel {cmdline}"))
         .timeout(Duration::from_secs(240))
         .run()
-        .unwrap();
-    assert_clean(&out);
-    out
+        .unwrap()
 }
 
 /// `src` built with `musl-gcc -static -O2 -pthread` into `exe`, then relinked by lupine-relink
@@ -119,17 +124,33 @@ fn relinked_musl(src: &Path, exe: &Path) -> Vec<u8> {
 /// (stage 2: also at CPL 0) "traps: prog[pid] general protection fault ip:..." is no error.
 #[track_caller]
 fn assert_clean(out: &Outcome) {
+    assert_clean_but_backtraces(out);
+    assert!(
+        !out.console.contains("Call Trace"),
+        "console has a call trace\n{out}"
+    );
+}
+
+/// [`assert_clean`] for a run that asked for NMI backtraces (sysrq l): call traces only in
+/// those.
+#[track_caller]
+fn assert_clean_but_backtraces(out: &Outcome) {
     for bad in [
         "WARNING:",
         "BUG:",
         "kernel BUG",
         "Oops",
-        "Call Trace",
         "general protection fault:",
         "general protection fault,",
     ] {
         assert!(!out.console.contains(bad), "console has {bad:?}\n{out}");
     }
+    let traces = out.console.matches("Call Trace").count();
+    let backtraces = out.console.matches("NMI backtrace for cpu").count();
+    assert!(
+        traces <= backtraces,
+        "{traces} call traces, {backtraces} NMI backtraces\n{out}"
+    );
 }
 
 /// What a `kmltest: ` line on `smp` vCPUs starts with when every call went right: half of
@@ -392,35 +413,54 @@ fn kml2test(dir: &Path) -> Vec<u8> {
 
 // Stage 2 under /trusted, from busybox sh (a normal process that forks and execs each run into
 // kernel mode and reports its wait status as 128+signal): red-zone canaries under timer
-// interrupts, 7 MB of recursion, 64 MB of fresh mmap'd memory, five faults that must become
-// signals, and two pure CPU hogs pinned to CPU 0 (only timer preemption lets the second one,
-// and the shell, run while the first spins).
+// interrupts, 7 MB of recursion, 64 MB of fresh mmap'd memory, faults that must become signals
+// (among them a recursion without end and a return to a bad address from a signal handler), a
+// program that single-steps itself (#DB) through a system call, and two pure CPU hogs pinned to
+// CPU 0 (only timer preemption lets the second one, and the shell, run while the first spins).
 const STAGE2_SCRIPT: &str = "K=/trusted/kml2test; grep -E 'LOC:|timer$' /proc/interrupts; \
     $K redzone; grep -E 'LOC:|timer$' /proc/interrupts; $K recurse; $K mmap; \
     $K null; echo null=$?; $K noncanon; echo noncanon=$?; $K ud2; echo ud2=$?; $K div0; echo div0=$?; \
-    $K int3; echo int3=$?; $K hog & $K hog; wait; echo hogs done";
+    $K int3; echo int3=$?; $K overflow; echo overflow=$?; $K badiret; echo badiret=$?; $K step; \
+    $K hog & H=$!; $K hog; wait $H; echo hogs done";
+
+// With two vCPUs, NMIs all along: the shell asks for a backtrace of every CPU five times a
+// second (sysrq l), which the kernel takes by NMI on the other CPU, mostly the one running the
+// KML program.
+const NMI_START: &str = "grep NMI: /proc/interrupts; \
+    (while [ ! -e /tmp/nmi-stop ]; do echo l > /proc/sysrq-trigger; sleep 0.2; done) & ";
+const NMI_STOP: &str = "; touch /tmp/nmi-stop; wait; grep NMI: /proc/interrupts";
 
 /// The timer interrupts of all CPUs in each snapshot of /proc/interrupts the script greps: the
 /// local APIC timers (`LOC:`, which ends a snapshot) plus IRQ 0 (`0: ... timer`), which ticks
 /// instead when the kernel finds the APIC timer unusable (it can, on a loaded host under TCG).
 fn timer_interrupts(out: &Outcome) -> Vec<u64> {
-    let counts = |l: &str| -> u64 {
-        l.split_whitespace()
-            .skip(1)
-            .map_while(|w| w.parse::<u64>().ok())
-            .sum()
-    };
     let mut snapshots = Vec::new();
     let mut irq0 = 0;
     for l in out.lines().map(str::trim_start) {
-        if l.starts_with("0:") && l.ends_with("timer") {
-            irq0 = counts(l);
-        } else if l.starts_with("LOC:") {
-            snapshots.push(irq0 + counts(l));
+        if let Some(counts) = l.strip_prefix("0:").filter(|_| l.ends_with("timer")) {
+            irq0 = all_cpus(counts);
+        } else if let Some(counts) = l.strip_prefix("LOC:") {
+            snapshots.push(irq0 + all_cpus(counts));
             irq0 = 0;
         }
     }
     snapshots
+}
+
+/// The NMIs of all CPUs in each `NMI:` line of /proc/interrupts the script greps.
+fn nmi_counts(out: &Outcome) -> Vec<u64> {
+    out.lines()
+        .filter_map(|l| l.trim_start().strip_prefix("NMI:"))
+        .map(all_cpus)
+        .collect()
+}
+
+/// The sum of the per-CPU counts that start the rest of a /proc/interrupts line.
+fn all_cpus(counts: &str) -> u64 {
+    counts
+        .split_whitespace()
+        .map_while(|w| w.parse::<u64>().ok())
+        .sum()
 }
 
 /// A line that starts with the shell's `echo NAME=$?` output `want`: the kernel's report of the
@@ -447,15 +487,20 @@ fn hog_times(line: &str) -> (u64, u64) {
 fn stage2(smp: u32, cpu: &str) {
     let tmp = TempDir::new(&format!("kml-stage2-smp{smp}-{cpu}")).unwrap();
     let bin = kml2test(tmp.path());
-    let manifest = format!(
-        r#"{{"version": 1, "app": {{"path": "/bin/sh", "args": ["-c", "{STAGE2_SCRIPT}"]}}}}"#
-    );
+    let script = if smp > 1 {
+        format!("{NMI_START}{STAGE2_SCRIPT}{NMI_STOP}")
+    } else {
+        STAGE2_SCRIPT.to_string()
+    };
+    let manifest =
+        format!(r#"{{"version": 1, "app": {{"path": "/bin/sh", "args": ["-c", "{script}"]}}}}"#);
     let initrd = Initramfs::new(&manifest)
         .unwrap()
         .file("/trusted/kml2test", 0o755, &bin)
         .write(tmp.join("initramfs.cpio"))
         .unwrap();
-    let out = run(&initrd, smp, cpu, "kml=on");
+    let out = run_unchecked(PROFILE, &initrd, smp, cpu, "kml=on");
+    assert_clean_but_backtraces(&out);
     for line in out.lines_starting("kml2: ") {
         println!("stage2 smp={smp} cpu={cpu}: {line}");
     }
@@ -464,6 +509,8 @@ fn stage2(smp: u32, cpu: &str) {
         ("redzone", " bad=0 gaps="),
         ("recurse", " depth=1800 sum="),
         ("mmap", " pages=16384"),
+        // Every step of the program's own TF reported in its code, none in the call entry.
+        ("step", " traps=8 kernel=0 getppid=same"),
     ] {
         let prefix = format!("kml2: {mode} cs=0x10{rest}");
         assert!(
@@ -478,13 +525,16 @@ fn stage2(smp: u32, cpu: &str) {
     let loc = timer_interrupts(&out);
     assert_eq!(loc.len(), 2, "{out}");
     assert!(loc[1] >= loc[0] + 200, "timer interrupts {loc:?}\n{out}");
-    // SIGSEGV (#PF and #GP), SIGILL, SIGFPE, SIGTRAP.
+    // SIGSEGV (#PF and #GP; the user stack's limit; an iretq that faults), SIGILL, SIGFPE,
+    // SIGTRAP.
     for want in [
         "null=139",
         "noncanon=139",
         "ud2=132",
         "div0=136",
         "int3=133",
+        "overflow=139",
+        "badiret=139",
     ] {
         assert!(has_status(&out, want), "want {want}\n{out}");
     }
@@ -499,6 +549,32 @@ fn stage2(smp: u32, cpu: &str) {
     let ((s0, e0), (s1, e1)) = (hogs[0], hogs[1]);
     assert!(s0 < e1 && s1 < e0, "hogs did not overlap: {hogs:?}\n{out}");
     assert!(out.has_line("hogs done"), "{out}");
+    if smp > 1 {
+        // NMIs came, and some found the KML program in its own code: their backtrace shows
+        // its registers as those of a user context (CS with the KML mark, no kernel stack to
+        // unwind), never its code under the kernel's CS.
+        let nmis = nmi_counts(&out);
+        assert_eq!(nmis.len(), 2, "{out}");
+        assert!(nmis[1] >= nmis[0] + 20, "NMIs {nmis:?}\n{out}");
+        let lines: Vec<_> = out.lines().collect();
+        let interrupted: Vec<_> = lines
+            .windows(2)
+            .filter(|w| w[0].contains(" Comm: kml2test "))
+            .map(|w| w[1])
+            .collect();
+        assert!(
+            interrupted
+                .iter()
+                .any(|l| l.contains("RIP: 7fff0013:0x00000000004")),
+            "no NMI backtrace of kml2test in its code\n{out}"
+        );
+        assert!(
+            !interrupted
+                .iter()
+                .any(|l| l.contains("RIP: 0010:0x00000000004")),
+            "{out}"
+        );
+    }
     out.assert_exit_status(0);
 }
 

@@ -15,6 +15,14 @@
  *   kml2test ud2      ud2                            (SIGILL)
  *   kml2test div0     a division by zero             (SIGFPE)
  *   kml2test int3     int3                           (SIGTRAP)
+ *   kml2test overflow recursion without end           (SIGSEGV)
+ *   kml2test badiret  a SIGTRAP handler that makes rt_sigreturn return
+ *                     to a non-canonical address: the iretq faults (SIGSEGV)
+ *   kml2test step     sets TF itself and single-steps eight instructions,
+ *                     a system call among them, with a SIGTRAP handler
+ *                     counting the traps (#DB) and those reported at a
+ *                     kernel address (the call entry's own steps must not
+ *                     be). Not int1 (icebp): QEMU's TCG makes it a #UD.
  *   kml2test hog      pinned to CPU 0, a pure loop (no system call) of
  *                     HOG_LOOPS iterations; prints its start and end times
  *
@@ -27,6 +35,8 @@
  */
 #define AT_SYSINFO 32
 #define NR_write 1
+#define NR_rt_sigaction 13
+#define NR_getppid 110
 #define NR_mmap 9
 #define NR_munmap 11
 #define NR_sched_setaffinity 203
@@ -182,6 +192,93 @@ static __attribute__((noinline)) int redzone(u64 deadline, u64 gap,
 
 #define FRAME 4000
 
+/* SIGTRAP handler of "step" (see stepped()). */
+static u64 traps, kernel_traps;
+
+static void on_trap(int sig, void *info, void *ucontext)
+{
+	/* uc_mcontext.gregs[REG_RIP]: after uc_flags, uc_link, uc_stack. */
+	u64 rip = ((u64 *)ucontext)[5 + 16];
+
+	(void)sig, (void)info;
+	traps++;
+	if (rip >> 63)
+		kernel_traps++;
+}
+
+/* SIGTRAP handler of "badiret": returns to a non-canonical address. */
+static void on_trap_bad(int sig, void *info, void *ucontext)
+{
+	(void)sig, (void)info;
+	((u64 *)ucontext)[5 + 16] = 0x8000000000000000UL;
+}
+
+/* rt_sigreturn with the syscall instruction, as libc's restorers do. */
+void restore_rt(void);
+__asm__(".text\n"
+	"restore_rt:\n\t"
+	"mov $15, %eax\n\t"
+	"syscall\n\t"
+	"hlt\n");
+
+static void on_sigtrap(void (*handler)(int, void *, void *))
+{
+	struct {
+		void *handler;
+		unsigned long flags;
+		void *restorer;
+		unsigned long mask;
+	} sa = { handler, 0x04000004 /* SA_RESTORER|SA_SIGINFO */, restore_rt,
+		 0 };
+
+	if (sys6(NR_rt_sigaction, 5 /* SIGTRAP */, (long)&sa, 0, 8, 0, 0)) {
+		puts_(" sigaction failed");
+		finish(0);
+	}
+}
+
+/*
+ * getppid with TF set around it. After the popfq that sets TF, every
+ * instruction traps once: at CPL 0 nop, mov, sub, call (whose steps inside
+ * the call entry the kernel must hide: the trap comes after the entry's
+ * ret, at the add), add, pushfq, andq, popfq: 8. At CPL 3, nop, mov,
+ * pushfq, andq, popfq: 5 (Linux reports no step for the syscall itself).
+ */
+static long stepped(void)
+{
+	long ret;
+
+	if (entry)
+		__asm__ volatile("pushfq\n\t"
+				 "orq $0x100, (%%rsp)\n\t"
+				 "popfq\n\t"
+				 "nop\n\t"
+				 "mov %[nr], %%eax\n\t"
+				 "sub $128, %%rsp\n\t"
+				 "call *%[ent]\n\t"
+				 "add $128, %%rsp\n\t"
+				 "pushfq\n\t"
+				 "andq $~0x100, (%%rsp)\n\t"
+				 "popfq"
+				 : "=a"(ret)
+				 : [nr] "i"(NR_getppid), [ent] "m"(entry)
+				 : "rcx", "r11", "memory", "cc");
+	else
+		__asm__ volatile("pushfq\n\t"
+				 "orq $0x100, (%%rsp)\n\t"
+				 "popfq\n\t"
+				 "nop\n\t"
+				 "mov %[nr], %%eax\n\t"
+				 "syscall\n\t"
+				 "pushfq\n\t"
+				 "andq $~0x100, (%%rsp)\n\t"
+				 "popfq"
+				 : "=a"(ret)
+				 : [nr] "i"(NR_getppid)
+				 : "rcx", "r11", "memory", "cc");
+	return ret;
+}
+
 static __attribute__((noinline)) u64 recurse(int depth)
 {
 	volatile char buf[FRAME];
@@ -287,6 +384,27 @@ void cmain(long *sp)
 	} else if (streq(mode, "int3")) {
 		__asm__ volatile("int3");
 		puts_(" survived");
+	} else if (streq(mode, "overflow")) {
+		puts_(" ...\n");
+		sys6(NR_write, 1, (long)out, outlen, 0, 0, 0);
+		outlen = 0;
+		recurse(1 << 30);
+		puts_("kml2: overflow survived");
+	} else if (streq(mode, "badiret")) {
+		on_sigtrap(on_trap_bad);
+		__asm__ volatile("int3");
+		puts_(" survived");
+	} else if (streq(mode, "step")) {
+		long want = sys6(NR_getppid, 0, 0, 0, 0, 0, 0), got;
+
+		on_sigtrap(on_trap);
+		got = stepped();
+		puts_(" traps=");
+		putu(traps);
+		puts_(" kernel=");
+		putu(kernel_traps);
+		puts_(got == want ? " getppid=same" : " getppid=wrong");
+		ok = traps == (entry ? 8 : 5) && !kernel_traps && got == want;
 	} else if (streq(mode, "hog")) {
 		u64 mask = 1, t0, t1;
 		long i = HOG_LOOPS;
