@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Uses epoll, eventfd, timerfd and AF_UNIX: the options lupine-config must derive.
-const EPOLL_C: &str = include_str!("../../relinker/tests/corpus/kconfig-probe.c");
+const EPOLL_C: &str = include_str!("../../config/tests/kconfig-probe.c");
 
 const HELLO_C: &str =
     "#include <stdio.h>\nint main(void) { puts(\"hello: from a derived kernel\"); return 0; }\n";
@@ -91,13 +91,13 @@ fn derived_fragment_runs_its_programs() {
     let kp = workspace_root().join("kernel-patches");
     let base_path = kp.join("configs/lupine-base.config");
     let base_text = std::fs::read_to_string(&base_path).expect("configs/lupine-base.config");
-    let base = lupine_relink::kconfig::parse_base(&base_text);
+    let base = lupine_config::parse_base(&base_text);
     let findings: Vec<_> = [&ep, &hello, &init, &busybox.to_path_buf()]
         .iter()
-        .map(|p| lupine_relink::kconfig::derive_file(p).unwrap())
+        .map(|p| lupine_config::derive_file(p).unwrap())
         .collect();
     let fragment =
-        lupine_relink::kconfig::render(&findings, Some((&base_path.display().to_string(), &base)));
+        lupine_config::render(&findings, Some((&base_path.display().to_string(), &base)));
     for want in [
         "CONFIG_EPOLL=y",
         "CONFIG_EVENTFD=y",

@@ -40,7 +40,6 @@ pub mod cfi;
 pub mod ehframe;
 pub mod elf;
 pub mod error;
-pub mod kconfig;
 pub mod relink;
 pub mod report;
 pub mod syscalls;

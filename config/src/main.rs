@@ -1,5 +1,5 @@
 //! `lupine-config [--base FILE] BINARY...`: prints a Kconfig application fragment derived from
-//! the system call sites of static x86-64 programs (see `lupine_relink::kconfig`).
+//! the system call sites of static x86-64 programs (see `lupine_config`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,10 +47,7 @@ fn main() -> ExitCode {
     }
     let base_set = match &base {
         Some(p) => match std::fs::read_to_string(p) {
-            Ok(t) => Some((
-                p.display().to_string(),
-                lupine_relink::kconfig::parse_base(&t),
-            )),
+            Ok(t) => Some((p.display().to_string(), lupine_config::parse_base(&t))),
             Err(e) => {
                 eprintln!(
                     "lupine-config: {}: cannot read the base fragment: {e}",
@@ -63,7 +60,7 @@ fn main() -> ExitCode {
     };
     let mut findings = Vec::new();
     for i in &inputs {
-        match lupine_relink::kconfig::derive_file(i) {
+        match lupine_config::derive_file(i) {
             Ok(f) => findings.push(f),
             Err(lupine_relink::Error::Dynamic { file, interpreter }) => {
                 eprintln!(
@@ -78,8 +75,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    let text =
-        lupine_relink::kconfig::render(&findings, base_set.as_ref().map(|(n, s)| (n.as_str(), s)));
+    let text = lupine_config::render(&findings, base_set.as_ref().map(|(n, s)| (n.as_str(), s)));
     print!("{text}");
     ExitCode::SUCCESS
 }

@@ -6,7 +6,7 @@ fn the_table_parses_and_every_row_is_sound() {
     assert!(t.syscalls.len() > 100, "{} syscall rows", t.syscalls.len());
     for (n, r) in &t.syscalls {
         assert_eq!(
-            crate::syscalls::name(*n),
+            lupine_relink::syscalls::name(*n),
             Some(r.name.as_str()),
             "line {}",
             r.line

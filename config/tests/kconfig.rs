@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-const EPOLL_C: &str = include_str!("corpus/kconfig-probe.c");
+const EPOLL_C: &str = include_str!("kconfig-probe.c");
 
 const HELLO_C: &str = "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n";
 

@@ -1,7 +1,14 @@
-//! `lupine-config`: derives a Kconfig application fragment from static x86-64 programs.
+//! `lupine_config`: derives a Kconfig application fragment from static x86-64 programs, on top
+//! of lupine-relink's analysis (the same decoding, sites and branch targets it relinks by).
+//!
+//! ```no_run
+//! let findings = lupine_config::derive_file("hello".as_ref())?;
+//! print!("{}", lupine_config::render(&[findings], None));
+//! # Ok::<(), lupine_relink::Error>(())
+//! ```
 //!
 //! What it reads, per program (all static, no execution):
-//! 1. the constant system call number at each `syscall` site ([`crate::analyze`]);
+//! 1. the constant system call number at each `syscall` site ([`lupine_relink::analyze`]);
 //! 2. direct calls (and tail jumps) to libc's generic entries (`syscall`, musl's `__syscall_cp`,
 //!    `__syscall_cp_c`, `__syscall_cp_asm`) with a constant number in the number's register;
 //! 3. when the program has symbols, the libc wrappers it contains, by name (`epoll_wait`,
@@ -14,7 +21,7 @@
 //!    on untouched), is a constant in the basic block.
 //!
 //! Each system call and family is mapped to the options that provide it by the table
-//! [`TABLE_TSV`] (`relinker/kconfig-map.tsv`), which names the kernel source line that makes each
+//! [`TABLE_TSV`] (`config/kconfig-map.tsv`), which names the kernel source line that makes each
 //! one conditional. System calls that are always built have no row and need nothing.
 //!
 //! What cannot be seen: numbers computed at run time (libc's `syscall()` with a variable number,
@@ -22,16 +29,16 @@
 //! made, and everything that is not a system call (files under `/proc/sys`, filesystems it mounts,
 //! ioctls, ...).
 
-use crate::analyze::{self, Analysis, Regs};
-use crate::elf::{self, Elf};
-use crate::Error;
 use iced_x86::{Code, FlowControl, Instruction, InstructionInfoFactory, OpAccess, OpKind};
+use lupine_relink::analyze::{self, Analysis, Regs};
+use lupine_relink::elf::{self, Elf};
+use lupine_relink::{syscalls, Error};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::OnceLock;
 
-/// The built-in table (`relinker/kconfig-map.tsv`).
+/// The built-in table (`config/kconfig-map.tsv`).
 pub const TABLE_TSV: &str = include_str!("../kconfig-map.tsv");
 
 /// Register numbers (iced's full 64-bit register numbering).
@@ -90,7 +97,7 @@ fn is_option_name(s: &str) -> bool {
 }
 
 fn syscall_number(name: &str) -> Option<u64> {
-    crate::syscalls::SYSCALLS
+    syscalls::SYSCALLS
         .iter()
         .find(|s| s.1 == name)
         .map(|s| u64::from(s.0))
@@ -168,10 +175,10 @@ impl Table {
             let dup = match kind {
                 RowKind::Syscall => {
                     let nr = number.unwrap_or_default();
-                    if crate::syscalls::name(nr) != Some(name) {
+                    if syscalls::name(nr) != Some(name) {
                         return Err(err(format!(
                             "syscall {nr} is {:?}, not {name:?}",
-                            crate::syscalls::name(nr)
+                            syscalls::name(nr)
                         )));
                     }
                     t.syscalls.insert(nr, row).is_some()
@@ -389,7 +396,7 @@ fn walk(an: &Analysis<'_>, ins: &[Instruction]) -> (Vec<Point>, Vec<Point>) {
 
 /// Reads and analyses one program.
 pub fn derive_file(path: &Path) -> Result<Findings, Error> {
-    let data = crate::read_input(path)?;
+    let data = lupine_relink::read_input(path)?;
     derive_bytes(&path.display().to_string(), &data)
 }
 
@@ -452,7 +459,7 @@ pub fn derive_bytes(input: &str, data: &[u8]) -> Result<Findings, Error> {
     // Numbers given to generic entries.
     for c in &calls {
         if let Some(&reg) = c.target.and_then(|t| generic.get(&t)) {
-            if let Some(n) = c.regs[reg].filter(|&n| crate::syscalls::name(n).is_some()) {
+            if let Some(n) = c.regs[reg].filter(|&n| syscalls::name(n).is_some()) {
                 out.add_syscall(n, Evidence::Call);
             }
         }
@@ -668,7 +675,7 @@ pub fn render(findings: &[Findings], base: Option<(&str, &BTreeSet<String>)>) ->
             .syscalls
             .iter()
             .map(|&n| {
-                let nm = crate::syscalls::name(n).unwrap_or("?").to_string();
+                let nm = syscalls::name(n).unwrap_or("?").to_string();
                 let how = if w.by_symbol_only.contains(&n) {
                     ", by symbol"
                 } else {
