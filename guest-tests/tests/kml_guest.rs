@@ -6,17 +6,23 @@
 //! happens only at CPL 0: no other process gets AT_SYSINFO), and the kernel log must stay free
 //! of warnings.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use guest_tests::{Initramfs, TempDir, Vm};
-use support::*;
+use relink_corpus::{corpus, corpus_src, run_case, work_dir, Case, Output, Program};
 
 /// The `+kml` profile with users, namespaces and networking of lupine-general.
 const PROFILE: &str = "lupine-general+kml";
+
+/// A corpus program relinked by lupine-relink, as it goes under `/trusted`.
+fn relinked(program: &Program) -> Vec<u8> {
+    let original = std::fs::read(&program.path).unwrap();
+    lupine_relink::relink_bytes(&program.name, &program.name, &original)
+        .unwrap_or_else(|e| panic!("lupine-relink {}: {e}", program.path.display()))
+        .bytes
+}
 
 /// What the shell's `$?` says for a host exit status.
 fn shell_status(out: &Output) -> i32 {
@@ -95,11 +101,10 @@ fn relinked_corpus_runs_under_real_kml_like_the_originals_on_the_host() {
     let mut placed = BTreeSet::new();
     let mut cases = Vec::new();
     for case in &c.cases {
-        let r = relinked_program(&case.program);
         // busybox picks its applet by the name it is run as: keep the file names.
-        let path = format!("/trusted/{}", r.program.name);
+        let path = format!("/trusted/{}", case.program);
         if placed.insert(path.clone()) {
-            initrd = initrd.file(&path, 0o755, std::fs::read(&r.path).unwrap());
+            initrd = initrd.file(&path, 0o755, relinked(c.program(&case.program)));
         }
         cases.push((path, case));
     }
