@@ -142,6 +142,7 @@ fn overflow(input: &str) -> impl Fn() -> Error + '_ {
     move || layout_err(input, "addresses overflow")
 }
 
+/// Lays out the added segments, patches the windows and writes the output and its report.
 fn build(
     input: &str,
     output: &str,
@@ -243,11 +244,12 @@ impl Layout {
         self.rx_off + (vaddr - self.rx_vaddr)
     }
 
-    /// The moved program header table: file offset and address.
+    /// The file offset of the moved program header table.
     fn phoff(&self) -> u64 {
         self.rx_off + CODE_HEADER_LEN
     }
 
+    /// The address of the moved program header table.
     fn phdr_vaddr(&self) -> u64 {
         self.rx_vaddr + CODE_HEADER_LEN
     }
@@ -359,6 +361,7 @@ impl CodeSegment {
         self.bytes.extend_from_slice(bytes);
     }
 
+    /// Appends `len` bytes of `fill`.
     fn pad(&mut self, len: u64, fill: u8) {
         self.bytes.resize(self.bytes.len() + len as usize, fill);
     }
@@ -713,6 +716,7 @@ fn write_elf_header(out: &mut [u8], layout: &Layout, phnum: usize, shoff: u64, s
     out[60..62].copy_from_slice(&shnum.to_le_bytes()); // e_shnum
 }
 
+/// What the report tells of the added segments.
 struct RxInfo {
     /// Per site: the trampoline and its real-path syscall, and whether it has an FDE.
     tramps: Vec<Option<(u64, u64)>>,
@@ -723,6 +727,7 @@ struct RxInfo {
     sections_added: bool,
 }
 
+/// The JSON report: every site with its decision, the counts, and the added segments.
 fn make_report(
     input: &str,
     output: &str,
@@ -817,6 +822,7 @@ fn site_report(elf: &Elf<'_>, s: &SiteInfo, t: Option<(u64, u64)>, unwind: bool)
     }
 }
 
+/// What the analysis found, in numbers.
 fn analysis_summary(elf: &Elf<'_>, an: &Analysis<'_>) -> report::AnalysisSummary {
     report::AnalysisSummary {
         code_ranges: an
