@@ -755,6 +755,7 @@ fn find_sites(elf: &Elf<'_>, an: &mut Analysis<'_>, ins: &[Instruction], chunks:
 struct SiteFacts<'e, 'a> {
     elf: &'e Elf<'a>,
     syms: SymbolIndex,
+    /// PC-sensitive ranges by symbol (see [`pc_sensitive_ranges`]).
     pc_ranges: Vec<(u64, u64, String)>,
     /// Addresses of undecodable instructions, sorted.
     invalid: Vec<u64>,
