@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use guest_tests::{Initramfs, TempDir, Vm};
+use guest_tests::{Initramfs, Outcome, TempDir, Vm};
 use relink_corpus::{corpus, corpus_src, run_case, work_dir, Case, Output, Program};
 
 /// The `+kml` profile with users, namespaces and networking of lupine-general.
@@ -89,6 +89,47 @@ fn script(cases: &[(String, &Case)]) -> String {
 fn relinked_corpus_runs_under_real_kml_like_the_originals_on_the_host() {
     let c = corpus();
     let tmp = TempDir::new("kml-corpus").unwrap();
+    let (initrd, cases, programs) = corpus_initramfs(c, &tmp);
+    let out = Vm::lupine_on(PROFILE, &initrd)
+        .unwrap()
+        .smp(2)
+        .append("kml=on")
+        .timeout(Duration::from_secs(600))
+        .run()
+        .unwrap();
+    out.assert_exit_status(0);
+
+    let console = Console {
+        out: &out,
+        lines: out.lines().collect(),
+    };
+    let dmesg = console.section("dmesg-begin", "dmesg-end");
+    assert!(dmesg.is_empty(), "kernel log:\n{dmesg}\n{out}");
+
+    let mut problems = Vec::new();
+    for (n, (path, case)) in cases.iter().enumerate() {
+        compare_with_host(c, &console, n, path, case, &mut problems);
+    }
+    assert!(
+        problems.is_empty(),
+        "{} of {} runs failed:\n\n{}",
+        problems.len(),
+        cases.len(),
+        problems.join("\n\n")
+    );
+    println!(
+        "{} runs of {} relinked programs at CPL 0, same as on the host",
+        cases.len(),
+        programs
+    );
+}
+
+/// The guest's initramfs in `tmp`: each relinked program under /trusted and the script of
+/// every case. Returns it, the cases with their guest paths, and the number of programs.
+fn corpus_initramfs<'c>(
+    c: &'c Corpus,
+    tmp: &TempDir,
+) -> (std::path::PathBuf, Vec<(String, &'c Case)>, usize) {
     let mut initrd =
         Initramfs::new(r#"{"version": 1, "app": {"path": "/bin/sh", "args": ["/corpus.sh"]}}"#)
             .unwrap()
@@ -112,78 +153,74 @@ fn relinked_corpus_runs_under_real_kml_like_the_originals_on_the_host() {
         .file("/corpus.sh", 0o644, script(&cases))
         .write(tmp.join("initramfs.cpio"))
         .unwrap();
-    let out = Vm::lupine_on(PROFILE, &initrd)
-        .unwrap()
-        .smp(2)
-        .append("kml=on")
-        .timeout(Duration::from_secs(600))
-        .run()
-        .unwrap();
-    out.assert_exit_status(0);
+    (initrd, cases, placed.len())
+}
 
-    let console: Vec<&str> = out.lines().collect();
-    let section = |start: &str, end: &str| -> String {
-        let from = console
+/// The guest's console, split at the script's marker lines.
+struct Console<'a> {
+    out: &'a Outcome,
+    lines: Vec<&'a str>,
+}
+
+impl Console<'_> {
+    /// The lines between the lines `start` and `end`.
+    fn section(&self, start: &str, end: &str) -> String {
+        let from = self
+            .lines
             .iter()
             .position(|l| *l == start)
-            .unwrap_or_else(|| panic!("no {start:?} line\n{out}"));
+            .unwrap_or_else(|| panic!("no {start:?} line\n{}", self.out));
         let to = from
-            + console[from..]
+            + self.lines[from..]
                 .iter()
                 .position(|l| *l == end)
-                .unwrap_or_else(|| panic!("no {end:?} line\n{out}"));
-        console[from + 1..to].join("\n")
-    };
-    let dmesg = section("dmesg-begin", "dmesg-end");
-    assert!(dmesg.is_empty(), "kernel log:\n{dmesg}\n{out}");
-
-    let mut problems = Vec::new();
-    for (n, (path, case)) in cases.iter().enumerate() {
-        let host = run_case(&c.program(&case.program).path, case, None, &[]);
-        let prefix = format!("case {n} status ");
-        let Some(line) = console.iter().find_map(|l| l.strip_prefix(&prefix)) else {
-            problems.push(format!("{}: no result line", case.label()));
-            continue;
-        };
-        let (status, calls) = line
-            .split_once(" calls ")
-            .unwrap_or_else(|| panic!("bad line {line:?}"));
-        let stdout = from_od(&section(&format!("out {n}"), &format!("err {n}")));
-        let stderr = from_od(&section(&format!("err {n}"), &format!("end {n}")));
-        let want = (
-            shell_status(&host),
-            host.stdout.clone(),
-            host.stderr.clone(),
-        );
-        let got = (status.parse::<i32>().unwrap(), stdout, stderr);
-        if got != want {
-            problems.push(format!(
-                "{} ({path}): differs from the host\n=== host: {}=== guest: status {}\n\
-                 --- stdout ---\n{}--- stderr ---\n{}",
-                case.label(),
-                host.describe(),
-                got.0,
-                String::from_utf8_lossy(&got.1),
-                String::from_utf8_lossy(&got.2),
-            ));
-        }
-        if calls.parse::<u64>().unwrap_or(0) == 0 {
-            problems.push(format!(
-                "{}: no call through the KML entry (calls {calls})",
-                case.label()
-            ));
-        }
+                .unwrap_or_else(|| panic!("no {end:?} line\n{}", self.out));
+        self.lines[from + 1..to].join("\n")
     }
-    assert!(
-        problems.is_empty(),
-        "{} of {} runs failed:\n\n{}",
-        problems.len(),
-        cases.len(),
-        problems.join("\n\n")
+}
+
+/// Case `n` (at `path` in the guest) must end and print as the original on the host, and call
+/// through the KML entry.
+fn compare_with_host(
+    c: &Corpus,
+    console: &Console<'_>,
+    n: usize,
+    path: &str,
+    case: &Case,
+    problems: &mut Vec<String>,
+) {
+    let host = run_case(&c.program(&case.program).path, case, None, &[]);
+    let prefix = format!("case {n} status ");
+    let Some(line) = console.lines.iter().find_map(|l| l.strip_prefix(&prefix)) else {
+        problems.push(format!("{}: no result line", case.label()));
+        return;
+    };
+    let (status, calls) = line
+        .split_once(" calls ")
+        .unwrap_or_else(|| panic!("bad line {line:?}"));
+    let stdout = from_od(&console.section(&format!("out {n}"), &format!("err {n}")));
+    let stderr = from_od(&console.section(&format!("err {n}"), &format!("end {n}")));
+    let want = (
+        shell_status(&host),
+        host.stdout.clone(),
+        host.stderr.clone(),
     );
-    println!(
-        "{} runs of {} relinked programs at CPL 0, same as on the host",
-        cases.len(),
-        placed.len()
-    );
+    let got = (status.parse::<i32>().unwrap(), stdout, stderr);
+    if got != want {
+        problems.push(format!(
+            "{} ({path}): differs from the host\n=== host: {}=== guest: status {}\n\
+             --- stdout ---\n{}--- stderr ---\n{}",
+            case.label(),
+            host.describe(),
+            got.0,
+            String::from_utf8_lossy(&got.1),
+            String::from_utf8_lossy(&got.2),
+        ));
+    }
+    if calls.parse::<u64>().unwrap_or(0) == 0 {
+        problems.push(format!(
+            "{}: no call through the KML entry (calls {calls})",
+            case.label()
+        ));
+    }
 }

@@ -217,133 +217,117 @@ impl Tree {
 
     /// Applies one layer (an uncompressed tar stream) on top of the tree.
     pub fn apply_layer(&mut self, layer: &str, reader: impl Read) -> Result<()> {
-        let lerr = |e: std::io::Error| Error::Layer {
-            layer: layer.into(),
-            what: format!("not a valid tar archive: {e}"),
-        };
         let mut ar = tar::Archive::new(reader);
         // Whiteouts hide lower layers only, never what this layer adds.
         let mut added = HashSet::new();
-        for entry in ar.entries().map_err(lerr)? {
-            let mut e = entry.map_err(lerr)?;
-            let raw_bytes = e.path_bytes().into_owned();
-            let raw = String::from_utf8(raw_bytes.clone()).map_err(|_| {
-                entry_err(
-                    layer,
-                    &String::from_utf8_lossy(&raw_bytes),
-                    "name is not UTF-8",
-                )
-            })?;
-            let h = e.header();
-            let etype = h.entry_type();
-            if matches!(etype, EntryType::XGlobalHeader | EntryType::XHeader) {
-                continue;
-            }
-            let path = normalize(layer, &raw)?;
-            let mtime = h.mtime().unwrap_or(0);
-            let num = |v: std::io::Result<u64>, what: &str| -> Result<u32> {
-                v.ok()
-                    .and_then(|v| u32::try_from(v).ok())
-                    .ok_or_else(|| entry_err(layer, &raw, format!("bad {what}")))
-            };
-            let (uid, gid) = (num(h.uid(), "uid")?, num(h.gid(), "gid")?);
-            let mode = num(h.mode().map(u64::from), "mode")? & 0o7777;
-            self.parents(layer, &path, mtime, &mut added)?;
-            let name = path.rsplit('/').next().unwrap_or_default();
-            if let Some(hidden) = name.strip_prefix(".wh.") {
-                let dir = parent_of(&path).to_string();
-                if hidden == ".wh..opq" {
-                    for k in self.descendants(&dir) {
-                        if !added.contains(&k) {
-                            self.nodes.remove(&k);
-                        }
-                    }
-                } else if !hidden.starts_with(".wh.") && !hidden.is_empty() {
-                    let target = join(&dir, hidden);
-                    self.remove(&target, &added);
-                }
-                continue;
-            }
-            let kind = match etype {
-                EntryType::Directory => Kind::Dir,
-                EntryType::Regular | EntryType::Continuous => {
-                    // The header's size is untrusted: cap the up-front allocation.
-                    let mut data = Vec::with_capacity(e.size().min(1 << 24) as usize);
-                    e.read_to_end(&mut data).map_err(lerr)?;
-                    Kind::File(Rc::new(data))
-                }
-                EntryType::Symlink => {
-                    let target = link_name(layer, &raw, &e)?;
-                    check_symlink(layer, &raw, &path, &target)?;
-                    Kind::Symlink(target)
-                }
-                EntryType::Link => {
-                    let target = link_name(layer, &raw, &e)?;
-                    let target = normalize(layer, &target).map_err(|_| {
-                        entry_err(
-                            layer,
-                            &raw,
-                            format!("hard link target {target:?} escapes the root"),
-                        )
-                    })?;
-                    let node = match self.nodes.get(&target) {
-                        None => {
-                            return Err(entry_err(
-                                layer,
-                                &raw,
-                                format!("hard link to missing {target:?}"),
-                            ))
-                        }
-                        Some(n) if n.kind == Kind::Dir => {
-                            return Err(entry_err(
-                                layer,
-                                &raw,
-                                format!("hard link to directory {target:?}"),
-                            ))
-                        }
-                        Some(n) => n.clone(),
-                    };
-                    if target != path {
-                        self.put(&path, node);
-                    }
-                    added.insert(path);
-                    continue;
-                }
-                EntryType::Char | EntryType::Block => {
-                    let dev = |v: std::io::Result<Option<u32>>| v.ok().flatten().unwrap_or(0);
-                    let (ma, mi) = (dev(h.device_major()), dev(h.device_minor()));
-                    if etype == EntryType::Char {
-                        Kind::Char(ma, mi)
-                    } else {
-                        Kind::Block(ma, mi)
-                    }
-                }
-                EntryType::Fifo => Kind::Fifo,
-                other => {
-                    return Err(entry_err(
-                        layer,
-                        &raw,
-                        format!("unsupported tar entry type {other:?}"),
-                    ))
-                }
-            };
-            if path.is_empty() && kind != Kind::Dir {
-                return Err(entry_err(layer, &raw, "the root must be a directory"));
-            }
-            let ino = self.ino();
-            self.put(
-                &path,
-                Node {
-                    kind,
-                    mode,
-                    uid,
-                    gid,
-                    mtime,
-                    ino,
-                },
-            );
-            added.insert(path);
+        for entry in ar.entries().map_err(|e| not_tar(layer, e))? {
+            let mut e = entry.map_err(|e| not_tar(layer, e))?;
+            self.apply_entry(layer, &mut e, &mut added)?;
         }
+        Ok(())
+    }
+
+    /// Applies one tar entry: a whiteout, a hard link or a node of its own. `added` holds the
+    /// paths this layer has added so far.
+    fn apply_entry<R: Read>(
+        &mut self,
+        layer: &str,
+        e: &mut tar::Entry<'_, R>,
+        added: &mut HashSet<String>,
+    ) -> Result<()> {
+        let raw = entry_name(layer, e)?;
+        let h = e.header();
+        let etype = h.entry_type();
+        if matches!(etype, EntryType::XGlobalHeader | EntryType::XHeader) {
+            return Ok(());
+        }
+        let path = normalize(layer, &raw)?;
+        let mtime = h.mtime().unwrap_or(0);
+        let (uid, gid, mode) = owner_and_mode(layer, &raw, h)?;
+        self.parents(layer, &path, mtime, added)?;
+        let name = path.rsplit('/').next().unwrap_or_default();
+        if let Some(hidden) = name.strip_prefix(".wh.") {
+            self.whiteout(&path, hidden, added);
+            return Ok(());
+        }
+        if etype == EntryType::Link {
+            return self.hard_link(layer, &raw, path, e, added);
+        }
+        let kind = entry_kind(layer, &raw, &path, e)?;
+        if path.is_empty() && kind != Kind::Dir {
+            return Err(entry_err(layer, &raw, "the root must be a directory"));
+        }
+        let ino = self.ino();
+        self.put(
+            &path,
+            Node {
+                kind,
+                mode,
+                uid,
+                gid,
+                mtime,
+                ino,
+            },
+        );
+        added.insert(path);
+        Ok(())
+    }
+
+    /// The whiteout at `path`, named `.wh.` + `hidden`, removes its sibling `hidden` from lower
+    /// layers; the opaque whiteout `.wh..wh..opq` removes everything lower in its directory.
+    fn whiteout(&mut self, path: &str, hidden: &str, added: &HashSet<String>) {
+        let dir = parent_of(path);
+        if hidden == ".wh..opq" {
+            for k in self.descendants(dir) {
+                if !added.contains(&k) {
+                    self.nodes.remove(&k);
+                }
+            }
+        } else if !hidden.starts_with(".wh.") && !hidden.is_empty() {
+            let target = join(dir, hidden);
+            self.remove(&target, added);
+        }
+    }
+
+    /// Puts at `path` a link to the inode of the hard link entry's target, which must exist
+    /// and not be a directory.
+    fn hard_link<R: Read>(
+        &mut self,
+        layer: &str,
+        raw: &str,
+        path: String,
+        e: &tar::Entry<'_, R>,
+        added: &mut HashSet<String>,
+    ) -> Result<()> {
+        let target = link_name(layer, raw, e)?;
+        let target = normalize(layer, &target).map_err(|_| {
+            entry_err(
+                layer,
+                raw,
+                format!("hard link target {target:?} escapes the root"),
+            )
+        })?;
+        let node = match self.nodes.get(&target) {
+            None => {
+                return Err(entry_err(
+                    layer,
+                    raw,
+                    format!("hard link to missing {target:?}"),
+                ))
+            }
+            Some(n) if n.kind == Kind::Dir => {
+                return Err(entry_err(
+                    layer,
+                    raw,
+                    format!("hard link to directory {target:?}"),
+                ))
+            }
+            Some(n) => n.clone(),
+        };
+        if target != path {
+            self.put(&path, node);
+        }
+        added.insert(path);
         Ok(())
     }
 
@@ -410,6 +394,79 @@ impl Tree {
             }
         }
     }
+}
+
+fn not_tar(layer: &str, e: std::io::Error) -> Error {
+    Error::Layer {
+        layer: layer.into(),
+        what: format!("not a valid tar archive: {e}"),
+    }
+}
+
+/// The entry's name as it is in the archive.
+fn entry_name<R: Read>(layer: &str, e: &tar::Entry<'_, R>) -> Result<String> {
+    let raw_bytes = e.path_bytes().into_owned();
+    String::from_utf8(raw_bytes.clone()).map_err(|_| {
+        entry_err(
+            layer,
+            &String::from_utf8_lossy(&raw_bytes),
+            "name is not UTF-8",
+        )
+    })
+}
+
+/// The entry's uid, gid and permission bits.
+fn owner_and_mode(layer: &str, raw: &str, h: &tar::Header) -> Result<(u32, u32, u32)> {
+    let num = |v: std::io::Result<u64>, what: &str| -> Result<u32> {
+        v.ok()
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| entry_err(layer, raw, format!("bad {what}")))
+    };
+    let (uid, gid) = (num(h.uid(), "uid")?, num(h.gid(), "gid")?);
+    let mode = num(h.mode().map(u64::from), "mode")? & 0o7777;
+    Ok((uid, gid, mode))
+}
+
+/// The kind of node an entry other than a hard link makes at `path`, with a file's data.
+fn entry_kind<R: Read>(
+    layer: &str,
+    raw: &str,
+    path: &str,
+    e: &mut tar::Entry<'_, R>,
+) -> Result<Kind> {
+    let etype = e.header().entry_type();
+    Ok(match etype {
+        EntryType::Directory => Kind::Dir,
+        EntryType::Regular | EntryType::Continuous => {
+            // The header's size is untrusted: cap the up-front allocation.
+            let mut data = Vec::with_capacity(e.size().min(1 << 24) as usize);
+            e.read_to_end(&mut data).map_err(|e| not_tar(layer, e))?;
+            Kind::File(Rc::new(data))
+        }
+        EntryType::Symlink => {
+            let target = link_name(layer, raw, e)?;
+            check_symlink(layer, raw, path, &target)?;
+            Kind::Symlink(target)
+        }
+        EntryType::Char | EntryType::Block => {
+            let h = e.header();
+            let dev = |v: std::io::Result<Option<u32>>| v.ok().flatten().unwrap_or(0);
+            let (ma, mi) = (dev(h.device_major()), dev(h.device_minor()));
+            if etype == EntryType::Char {
+                Kind::Char(ma, mi)
+            } else {
+                Kind::Block(ma, mi)
+            }
+        }
+        EntryType::Fifo => Kind::Fifo,
+        other => {
+            return Err(entry_err(
+                layer,
+                raw,
+                format!("unsupported tar entry type {other:?}"),
+            ))
+        }
+    })
 }
 
 fn link_name<R: Read>(layer: &str, raw: &str, e: &tar::Entry<'_, R>) -> Result<String> {

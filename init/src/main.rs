@@ -136,6 +136,35 @@ impl Phases {
 
 fn run(args: &[String], ending: &mut Ending) -> Result<Exit, Fatal> {
     let mut phases = Phases(Instant::now());
+    let cmdline = early_setup();
+    phases.done("default mounts");
+
+    let m = read_manifest(&cmdline, args, ending)?;
+    phases.done("manifest");
+
+    if let Some(seed) = &m.entropy_seed {
+        entropy::credit_seed(seed).step("entropy.seed_file")?;
+        phases.done("entropy");
+    }
+
+    set_up_network(&m, &cmdline)?;
+    phases.done("network");
+
+    mounts::manifest_mounts(&m.mounts)?;
+    system::apply_sysctls(&m.sysctl)?;
+    let launch = process::resolve(
+        &m.app,
+        std::env::vars_os(),
+        &m.rlimits,
+        std::path::Path::new("/etc"),
+    )?;
+    phases.done("mounts, sysctls, app");
+    start_app(&m, &launch)
+}
+
+/// What init needs before it can read the manifest: /proc, /dev and a console, and the
+/// kernel command line (whose log level applies at once).
+fn early_setup() -> cmdline::Cmdline {
     // Until /dev is mounted, warnings go to the console.
     logger::init(log::LevelFilter::Info);
     mounts::defaults();
@@ -143,16 +172,29 @@ fn run(args: &[String], ending: &mut Ending) -> Result<Exit, Fatal> {
     // Ctrl-Alt-Del becomes SIGINT to init, which stops the app gracefully.
     let _ = nix::sys::reboot::set_cad_enabled(false);
     let cmdline = cmdline::parse(&fs::read_to_string("/proc/cmdline").unwrap_or_default());
-    let cmdline_level = cmdline.log.as_deref().and_then(manifest::parse_level);
-    if let Some(level) = cmdline_level {
+    if let Some(level) = cmdline_level(&cmdline) {
         log::set_max_level(level);
     }
-    phases.done("default mounts");
+    cmdline
+}
 
+fn cmdline_level(cmdline: &cmdline::Cmdline) -> Option<log::LevelFilter> {
+    cmdline.log.as_deref().and_then(manifest::parse_level)
+}
+
+/// The manifest, with the app from init's arguments when there are any; sets how the VM ends
+/// and the log level (the command line's over the manifest's).
+fn read_manifest(
+    cmdline: &cmdline::Cmdline,
+    args: &[String],
+    ending: &mut Ending,
+) -> Result<Manifest, Fatal> {
     let mut m = load_manifest(cmdline.manifest.as_deref())?;
     ending.on_exit = m.on_exit;
     ending.exit_port = m.exit_port;
-    let level = cmdline_level.or(m.log).unwrap_or(log::LevelFilter::Info);
+    let level = cmdline_level(cmdline)
+        .or(m.log)
+        .unwrap_or(log::LevelFilter::Info);
     log::set_max_level(level);
     if level >= log::LevelFilter::Debug {
         // Unthrottle /dev/kmsg: debug output is more than its default rate limit.
@@ -174,13 +216,12 @@ fn run(args: &[String], ending: &mut Ending) -> Result<Exit, Fatal> {
         m.app.path = Some(path.to_string());
         m.app.args = rest.iter().map(|a| a.to_string()).collect();
     }
-    phases.done("manifest");
+    Ok(m)
+}
 
-    if let Some(seed) = &m.entropy_seed {
-        entropy::credit_seed(seed).step("entropy.seed_file")?;
-        phases.done("entropy");
-    }
-
+/// Hostname, loopback, the manifest's network (or the command line's `ip=` without one),
+/// /etc/resolv.conf and /etc/hosts.
+fn set_up_network(m: &Manifest, cmdline: &cmdline::Cmdline) -> Result<(), Fatal> {
     let ip = match (&m.network, &cmdline.ip) {
         (None, Some(ip)) => Some(ipconfig::parse(ip).map_err(|e| Fatal::new("ip=", e))?),
         _ => None,
@@ -204,18 +245,12 @@ fn run(args: &[String], ending: &mut Ending) -> Result<Exit, Fatal> {
     if let Err(e) = system::write_atomic("/etc/hosts", system::hosts_file(hostname, network)) {
         log::warn!("/etc/hosts: {e}");
     }
-    phases.done("network");
+    Ok(())
+}
 
-    mounts::manifest_mounts(&m.mounts)?;
-    system::apply_sysctls(&m.sysctl)?;
-    let launch = process::resolve(
-        &m.app,
-        std::env::vars_os(),
-        &m.rlimits,
-        std::path::Path::new("/etc"),
-    )?;
-    phases.done("mounts, sysctls, app");
-
+/// Runs the app: in exec mode it replaces init (which returns only on failure); in supervise
+/// mode init waits for it.
+fn start_app(m: &Manifest, launch: &process::Launch) -> Result<Exit, Fatal> {
     let marker = || {
         if let Some(marker) = m.boot_marker {
             if let Err(e) = hw::boot_marker(marker) {
@@ -226,8 +261,8 @@ fn run(args: &[String], ending: &mut Ending) -> Result<Exit, Fatal> {
     match m.mode {
         Mode::Exec => {
             take_console();
-            process::prepare(&launch, marker)?;
-            Err(process::exec(&launch))
+            process::prepare(launch, marker)?;
+            Err(process::exec(launch))
         }
         Mode::Supervise => {
             // Init, not the app, leads the console's session: when a session leader exits,
@@ -236,8 +271,8 @@ fn run(args: &[String], ending: &mut Ending) -> Result<Exit, Fatal> {
             let signals = supervise::block_signals();
             let app = supervise::spawn(|| {
                 foreground();
-                match process::prepare(&launch, marker) {
-                    Ok(()) => process::exec(&launch),
+                match process::prepare(launch, marker) {
+                    Ok(()) => process::exec(launch),
                     Err(fatal) => fatal,
                 }
             })?;

@@ -202,50 +202,93 @@ fn deterministic() {
     );
 }
 
-/// Runs a trampoline for real, in this process: a hand-written function puts canaries in its
-/// red zone and known values in every register, sets CF, and makes `getpid` through a patched
-/// site; the check after the site fails unless only rax, rcx and r11 changed, the red zone and
-/// CF survived, and the displaced RIP-relative store reached its data. Once with the slot 0
-/// (real `syscall`), once with the slot pointing to a stand-in entry that counts calls and,
-/// like the kernel's, clobbers the 16 bytes below its own stack pointer.
-#[test]
-fn trampoline_runs_both_paths_preserving_registers_red_zone_and_flags() {
-    const VALUES: [(Register, i32); 12] = [
-        (Register::RBX, 0x1000_0001),
-        (Register::RBP, 0x1000_0002),
-        (Register::RDI, 0x1000_0003),
-        (Register::RSI, 0x1000_0004),
-        (Register::RDX, 0x1000_0005),
-        (Register::R8, 0x1000_0006),
-        (Register::R9, 0x1000_0007),
-        (Register::R10, 0x1000_0008),
-        (Register::R12, 0x1000_0009),
-        (Register::R13, 0x1000_000a),
-        (Register::R14, 0x1000_000b),
-        (Register::R15, 0x1000_000c),
-    ];
-    let page = 4096usize;
-    // SAFETY: plain anonymous mappings owned by this test.
-    let mem = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            2 * page,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    assert_ne!(mem, libc::MAP_FAILED);
-    let code = mem as u64;
-    let data = code + page as u64;
-    let slot = data;
-    let counter = data + 8;
-    let out = data + 16;
-    let tramp_at = code + 0x800;
-    let entry_at = code + 0xc00;
+const PAGE: usize = 4096;
 
-    // The function under test, with the site at `site`.
+/// Two anonymous pages to run generated code in this process: code, then data.
+struct Pages {
+    mem: *mut libc::c_void,
+}
+
+impl Pages {
+    fn new() -> Pages {
+        // SAFETY: a plain anonymous mapping owned by the test.
+        let mem = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                2 * PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(mem, libc::MAP_FAILED);
+        Pages { mem }
+    }
+
+    fn code(&self) -> u64 {
+        self.mem as u64
+    }
+
+    fn data(&self) -> u64 {
+        self.code() + PAGE as u64
+    }
+
+    /// Copies each piece to its offset in the code page, then makes the page executable and
+    /// not writable.
+    fn load(&self, pieces: &[(usize, &[u8])]) {
+        // SAFETY: writes within the mapping (the pieces fit in the code page), then changes
+        // the protection of the mapping's own first page.
+        unsafe {
+            let p = self.mem as *mut u8;
+            for (off, bytes) in pieces {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), p.add(*off), bytes.len());
+            }
+            assert_eq!(
+                libc::mprotect(self.mem, PAGE, libc::PROT_READ | libc::PROT_EXEC),
+                0
+            );
+        }
+    }
+}
+
+impl Drop for Pages {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping.
+        unsafe { libc::munmap(self.mem, 2 * PAGE) };
+    }
+}
+
+fn read(a: u64) -> u64 {
+    // SAFETY: the tests read only their own data page.
+    unsafe { *(a as *const u64) }
+}
+
+fn write(a: u64, v: u64) {
+    // SAFETY: the tests write only their own data page.
+    unsafe { *(a as *mut u64) = v }
+}
+
+/// Registers the trampoline test sets before its site and checks after it.
+const VALUES: [(Register, i32); 12] = [
+    (Register::RBX, 0x1000_0001),
+    (Register::RBP, 0x1000_0002),
+    (Register::RDI, 0x1000_0003),
+    (Register::RSI, 0x1000_0004),
+    (Register::RDX, 0x1000_0005),
+    (Register::R8, 0x1000_0006),
+    (Register::R9, 0x1000_0007),
+    (Register::R10, 0x1000_0008),
+    (Register::R12, 0x1000_0009),
+    (Register::R13, 0x1000_000a),
+    (Register::R14, 0x1000_000b),
+    (Register::R15, 0x1000_000c),
+];
+
+/// The function the trampoline test relinks, at `code`: red-zone canaries, [`VALUES`] and CF
+/// set, then the site (`mov eax, 39; syscall; mov [out], rax`), then checks that return 0 when
+/// all held. Returns its bytes, the site and the address after the site.
+fn function_under_test(code: u64, out: u64) -> (Vec<u8>, u64, u64) {
     let mut a = CodeAssembler::new(64).unwrap();
     for r in [rbx, rbp, r12, r13, r14, r15] {
         a.push(r).unwrap();
@@ -301,8 +344,50 @@ fn trampoline_runs_both_paths_preserving_registers_red_zone_and_flags() {
         .unwrap();
     let site = res.label_ip(&site_label).unwrap();
     let resume_ip = res.label_ip(&resume).unwrap();
-    let mut func = res.inner.code_buffer.clone();
     let _ = done;
+    (res.inner.code_buffer, site, resume_ip)
+}
+
+/// A stand-in KML entry at `entry_at`: counts calls at `counter` and, like the kernel's,
+/// clobbers the 16 bytes below its own stack pointer, rcx and r11.
+fn stand_in_entry(entry_at: u64, counter: u64) -> Vec<u8> {
+    let mut e = CodeAssembler::new(64).unwrap();
+    e.pushfq().unwrap();
+    e.add_instruction(
+        Instruction::with1(
+            Code::Inc_rm64,
+            MemoryOperand::with_base_displ(Register::RIP, counter as i64),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    e.popfq().unwrap();
+    e.mov(rcx, 0x5a5a_5a5a_5a5a_5a5au64).unwrap();
+    e.mov(qword_ptr(rsp - 8), rcx).unwrap();
+    e.mov(qword_ptr(rsp - 16), rcx).unwrap();
+    e.syscall().unwrap();
+    e.mov(r11, 0x77u64).unwrap();
+    e.ret().unwrap();
+    e.assemble(entry_at).unwrap()
+}
+
+/// Runs a trampoline for real, in this process: a hand-written function puts canaries in its
+/// red zone and known values in every register, sets CF, and makes `getpid` through a patched
+/// site; the check after the site fails unless only rax, rcx and r11 changed, the red zone and
+/// CF survived, and the displaced RIP-relative store reached its data. Once with the slot 0
+/// (real `syscall`), once with the slot pointing to a stand-in entry that counts calls and,
+/// like the kernel's, clobbers the 16 bytes below its own stack pointer.
+#[test]
+fn trampoline_runs_both_paths_preserving_registers_red_zone_and_flags() {
+    let pages = Pages::new();
+    let code = pages.code();
+    let data = pages.data();
+    let slot = data;
+    let counter = data + 8;
+    let out = data + 16;
+    let tramp_at = code + 0x800;
+    let entry_at = code + 0xc00;
+    let (mut func, site, resume_ip) = function_under_test(code, out);
 
     // Relink the site: displaced instructions, trampoline, jmp rel32 + int3.
     let window = &func[(site - code) as usize..(resume_ip - code) as usize];
@@ -325,41 +410,10 @@ fn trampoline_runs_both_paths_preserving_registers_red_zone_and_flags() {
     w.fill(INT3);
     w[..5].copy_from_slice(&jmp_rel32(site, tramp_at).unwrap());
 
-    // The stand-in KML entry.
-    let mut e = CodeAssembler::new(64).unwrap();
-    e.pushfq().unwrap();
-    e.add_instruction(
-        Instruction::with1(
-            Code::Inc_rm64,
-            MemoryOperand::with_base_displ(Register::RIP, counter as i64),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    e.popfq().unwrap();
-    e.mov(rcx, 0x5a5a_5a5a_5a5a_5a5au64).unwrap();
-    e.mov(qword_ptr(rsp - 8), rcx).unwrap();
-    e.mov(qword_ptr(rsp - 16), rcx).unwrap();
-    e.syscall().unwrap();
-    e.mov(r11, 0x77u64).unwrap();
-    e.ret().unwrap();
-    let entry = e.assemble(entry_at).unwrap();
-
-    // SAFETY: writes within the mapping, then makes the code page executable and not writable.
-    unsafe {
-        let p = mem as *mut u8;
-        std::ptr::copy_nonoverlapping(func.as_ptr(), p, func.len());
-        std::ptr::copy_nonoverlapping(t.bytes.as_ptr(), p.add(0x800), t.bytes.len());
-        std::ptr::copy_nonoverlapping(entry.as_ptr(), p.add(0xc00), entry.len());
-        assert_eq!(
-            libc::mprotect(mem, page, libc::PROT_READ | libc::PROT_EXEC),
-            0
-        );
-    }
+    let entry = stand_in_entry(entry_at, counter);
+    pages.load(&[(0, &func), (0x800, &t.bytes), (0xc00, &entry)]);
     // SAFETY: the function follows the System V ABI (callee-saved registers restored).
     let run: extern "sysv64" fn() -> u64 = unsafe { std::mem::transmute(code as usize) };
-    let read = |a: u64| unsafe { *(a as *const u64) };
-    let write = |a: u64, v: u64| unsafe { *(a as *mut u64) = v };
     let pid = std::process::id() as u64;
 
     write(slot, 0);
@@ -380,49 +434,30 @@ fn trampoline_runs_both_paths_preserving_registers_red_zone_and_flags() {
     );
     assert_eq!(read(out), pid);
     assert_eq!(read(counter), 1);
-
-    // SAFETY: unmapping our own mapping.
-    unsafe { libc::munmap(mem, 2 * page) };
 }
 
-/// Runs the entry stub for real on a hand-made initial stack: it must store AT_SYSINFO (or 0)
-/// in the slot and reach the original entry with rsp, rdx, every other register and CF as
-/// they were, without writing above the entry rsp.
-#[test]
-fn entry_stub_runs_and_preserves_the_entry_state() {
-    let page = 4096usize;
-    // SAFETY: an anonymous mapping owned by this test.
-    let mem = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            2 * page,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    assert_ne!(mem, libc::MAP_FAILED);
-    let code = mem as u64;
-    let data = code + page as u64;
-    let slot = data;
-    let saved_rsp = data + 8;
-    let stub_at = code + 0x800;
-    let regs: [(Register, u64); 13] = [
-        (Register::RAX, 0x3000_0001),
-        (Register::RBX, 0x3000_0002),
-        (Register::RCX, 0x3000_0003),
-        (Register::RDX, 0x3000_0004),
-        (Register::RSI, 0x3000_0005),
-        (Register::RDI, 0x3000_0006),
-        (Register::RBP, 0x3000_0007),
-        (Register::R8, 0x3000_0008),
-        (Register::R9, 0x3000_0009),
-        (Register::R10, 0x3000_000a),
-        (Register::R11, 0x3000_000b),
-        (Register::R13, 0x3000_000d),
-        (Register::R14, 0x3000_000e),
-    ];
+/// Registers the entry stub test sets before the stub and checks at the original entry.
+const ENTRY_REGS: [(Register, u64); 13] = [
+    (Register::RAX, 0x3000_0001),
+    (Register::RBX, 0x3000_0002),
+    (Register::RCX, 0x3000_0003),
+    (Register::RDX, 0x3000_0004),
+    (Register::RSI, 0x3000_0005),
+    (Register::RDI, 0x3000_0006),
+    (Register::RBP, 0x3000_0007),
+    (Register::R8, 0x3000_0008),
+    (Register::R9, 0x3000_0009),
+    (Register::R10, 0x3000_000a),
+    (Register::R11, 0x3000_000b),
+    (Register::R13, 0x3000_000d),
+    (Register::R14, 0x3000_000e),
+];
+
+/// The entry stub test's harness at `code`, called with the entry rsp: saves its own rsp at
+/// `saved_rsp`, switches to the given stack, sets [`ENTRY_REGS`] and CF and jumps to the stub
+/// at `stub_at`; at the original entry, checks them and rsp and returns 0 when all held.
+/// Returns its bytes and the original entry's address.
+fn entry_harness(code: u64, saved_rsp: u64, stub_at: u64) -> (Vec<u8>, u64) {
     let mem_rip = |a: u64| MemoryOperand::with_base_displ(Register::RIP, a as i64);
     let mut a = CodeAssembler::new(64).unwrap();
     for r in [rbx, rbp, r12, r13, r14, r15] {
@@ -434,7 +469,7 @@ fn entry_stub_runs_and_preserves_the_entry_state() {
     .unwrap();
     a.mov(rsp, rdi).unwrap();
     a.mov(r12, rdi).unwrap(); // the expected rsp at the original entry
-    for (r, v) in regs {
+    for (r, v) in ENTRY_REGS {
         a.add_instruction(Instruction::with2(Code::Mov_r64_imm64, r, v).unwrap())
             .unwrap();
     }
@@ -449,7 +484,7 @@ fn entry_stub_runs_and_preserves_the_entry_state() {
     a.mov(r15, 101u64).unwrap();
     a.cmp(rsp, r12).unwrap();
     a.jne(fail).unwrap();
-    for (n, (r, v)) in regs.iter().enumerate() {
+    for (n, (r, v)) in ENTRY_REGS.iter().enumerate() {
         a.mov(r15, 1 + n as u64).unwrap();
         a.add_instruction(Instruction::with2(Code::Cmp_rm64_imm32, *r, *v as i32).unwrap())
             .unwrap();
@@ -470,21 +505,25 @@ fn entry_stub_runs_and_preserves_the_entry_state() {
         .assemble_options(code, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)
         .unwrap();
     let entry_ip = res.label_ip(&entry).unwrap();
-    let harness = res.inner.code_buffer;
+    (res.inner.code_buffer, entry_ip)
+}
+
+/// Runs the entry stub for real on a hand-made initial stack: it must store AT_SYSINFO (or 0)
+/// in the slot and reach the original entry with rsp, rdx, every other register and CF as
+/// they were, without writing above the entry rsp.
+#[test]
+fn entry_stub_runs_and_preserves_the_entry_state() {
+    let pages = Pages::new();
+    let code = pages.code();
+    let data = pages.data();
+    let slot = data;
+    let saved_rsp = data + 8;
+    let stub_at = code + 0x800;
+    let (harness, entry_ip) = entry_harness(code, saved_rsp, stub_at);
     let stub = entry_stub(stub_at, slot, entry_ip).unwrap();
-    // SAFETY: writes within the mapping, then makes the code page executable and not writable.
-    unsafe {
-        let p = mem as *mut u8;
-        std::ptr::copy_nonoverlapping(harness.as_ptr(), p, harness.len());
-        std::ptr::copy_nonoverlapping(stub.as_ptr(), p.add(0x800), stub.len());
-        assert_eq!(
-            libc::mprotect(mem, page, libc::PROT_READ | libc::PROT_EXEC),
-            0
-        );
-    }
+    pages.load(&[(0, &harness), (0x800, &stub)]);
     // SAFETY: the harness follows the System V ABI and restores its own stack.
     let run: extern "sysv64" fn(*mut u64) -> u64 = unsafe { std::mem::transmute(code as usize) };
-    let read = |a: u64| unsafe { *(a as *const u64) };
 
     for (aux, want) in [
         (
@@ -507,7 +546,7 @@ fn entry_stub_runs_and_preserves_the_entry_state() {
         }
         stack.extend([0, 0]);
         let above = stack[top..].to_vec();
-        unsafe { *(slot as *mut u64) = 0x5555 };
+        write(slot, 0x5555);
         let entry_sp = unsafe { stack.as_mut_ptr().add(top) };
         assert_eq!(
             run(entry_sp),
@@ -521,6 +560,4 @@ fn entry_stub_runs_and_preserves_the_entry_state() {
             "the stub wrote above the entry rsp"
         );
     }
-    // SAFETY: unmapping our own mapping.
-    unsafe { libc::munmap(mem, 2 * page) };
 }

@@ -458,36 +458,74 @@ pub fn decode_all(elf: &Elf<'_>) -> Vec<Instruction> {
 /// (see `relink`), so an `Encode` reason can still be added later.
 pub fn analyze<'a>(elf: &Elf<'a>) -> Analysis<'a> {
     let regions = code_regions(elf);
-    let code_lo = regions.iter().map(|r| r.start).min().unwrap_or(0);
-    let code_hi = regions.iter().map(|r| r.end()).max().unwrap_or(0);
-    let in_code =
-        |a: u64| a >= code_lo && a < code_hi && regions.iter().any(|r| a >= r.start && a < r.end());
     let eh = eh_info(elf);
     let (strong, weak) = sweep_points(elf, &eh);
     let (ins, chunks) = decode_regions(&regions, &strong, &weak);
+    let targets = branch_targets(elf, &regions, &eh, &ins);
+    let mut analysis = Analysis {
+        regions: regions.clone(),
+        targets,
+        sites: Vec::new(),
+        instructions: ins.len(),
+        undecodable: chunks.iter().map(|c| c.invalid.len()).sum(),
+        fdes: eh.fdes.len(),
+        landing_pads: eh.landing_pads.len(),
+        eh_frame_skipped: eh.skipped,
+        eh,
+    };
+    find_sites(elf, &mut analysis, &ins, &chunks);
+    analysis
+}
 
-    // Branch targets.
+/// Whether an address is in one of `regions` (bounds first: most values are not addresses).
+fn in_code_fn<'r>(regions: &'r [Region<'_>]) -> impl Fn(u64) -> bool + 'r {
+    let code_lo = regions.iter().map(|r| r.start).min().unwrap_or(0);
+    let code_hi = regions.iter().map(|r| r.end()).max().unwrap_or(0);
+    move |a: u64| a >= code_lo && a < code_hi && regions.iter().any(|r| a >= r.start && a < r.end())
+}
+
+/// Every address in the code that something may branch to, sorted and unique.
+fn branch_targets(
+    elf: &Elf<'_>,
+    regions: &[Region<'_>],
+    eh: &ehframe::EhInfo,
+    ins: &[Instruction],
+) -> Vec<u64> {
+    let in_code = in_code_fn(regions);
     let mut targets: Vec<u64> = Vec::new();
+    let lea_bases = instruction_targets(ins, &mut targets);
+    metadata_targets(elf, eh, &mut targets);
+    // Section (region) starts: a window never spans two sections.
+    targets.extend(regions.iter().map(|r| r.start));
+    data_code_pointers(elf, &in_code, &mut targets);
+    jump_table_targets(elf, lea_bases, &in_code, &mut targets);
+    targets.retain(|&t| in_code(t));
+    targets.sort_unstable();
+    targets.dedup();
+    targets
+}
+
+/// Adds what the code itself points at: direct branch and call targets, RIP-relative operands,
+/// immediates and absolute displacements. Returns the `lea`'d RIP-relative addresses (possible
+/// jump table bases).
+fn instruction_targets(ins: &[Instruction], targets: &mut Vec<u64>) -> Vec<u64> {
     let mut lea_bases: Vec<u64> = Vec::new();
-    for i in &ins {
-        if i.is_invalid() {
-            continue;
-        }
-        match i.flow_control() {
+    for i in ins.iter().filter(|i| !i.is_invalid()) {
+        if matches!(
+            i.flow_control(),
             FlowControl::UnconditionalBranch
-            | FlowControl::ConditionalBranch
-            | FlowControl::Call
-            | FlowControl::XbeginXabortXend => {
-                for op in 0..i.op_count() {
-                    if matches!(
-                        i.op_kind(op),
-                        OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
-                    ) {
-                        targets.push(i.near_branch_target());
-                    }
+                | FlowControl::ConditionalBranch
+                | FlowControl::Call
+                | FlowControl::XbeginXabortXend
+        ) {
+            for op in 0..i.op_count() {
+                if matches!(
+                    i.op_kind(op),
+                    OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+                ) {
+                    targets.push(i.near_branch_target());
                 }
             }
-            _ => {}
         }
         if i.is_ip_rel_memory_operand() {
             let t = i.ip_rel_memory_address();
@@ -510,6 +548,11 @@ pub fn analyze<'a>(elf: &Elf<'a>) -> Analysis<'a> {
             }
         }
     }
+    lea_bases
+}
+
+/// Adds symbol starts and ends, static-PIE relocation addends, FDE starts and landing pads.
+fn metadata_targets(elf: &Elf<'_>, eh: &ehframe::EhInfo, targets: &mut Vec<u64>) {
     for s in &elf.symbols {
         if s.shndx != 0 && s.st_type != elf::STT_SECTION && s.st_type != elf::STT_FILE {
             targets.push(s.value);
@@ -527,9 +570,11 @@ pub fn analyze<'a>(elf: &Elf<'a>) -> Analysis<'a> {
         targets.push(a);
     }
     targets.extend_from_slice(&eh.landing_pads);
-    // Section (region) starts: a window never spans two sections.
-    targets.extend(regions.iter().map(|r| r.start));
-    // Code pointers in data.
+}
+
+/// Adds the aligned 8-byte values that point into the code, from non-executable sections (or
+/// non-executable `PT_LOAD`s when there are none).
+fn data_code_pointers(elf: &Elf<'_>, in_code: &impl Fn(u64) -> bool, targets: &mut Vec<u64>) {
     let mut scan = |bytes: &[u8], vaddr: u64| {
         let skip = ((8 - (vaddr % 8)) % 8) as usize;
         if let Some(b) = bytes.get(skip..) {
@@ -559,7 +604,16 @@ pub fn analyze<'a>(elf: &Elf<'a>) -> Analysis<'a> {
             }
         }
     }
-    // Position-independent jump tables: `lea base(%rip)` then 32-bit offsets from base.
+}
+
+/// Adds the entries of position-independent jump tables: `lea base(%rip)` then 32-bit offsets
+/// from base, as long as they point into the code.
+fn jump_table_targets(
+    elf: &Elf<'_>,
+    mut lea_bases: Vec<u64>,
+    in_code: &impl Fn(u64) -> bool,
+    targets: &mut Vec<u64>,
+) {
     lea_bases.sort_unstable();
     lea_bases.dedup();
     for base in lea_bases {
@@ -575,23 +629,6 @@ pub fn analyze<'a>(elf: &Elf<'a>) -> Analysis<'a> {
             targets.push(t);
         }
     }
-    targets.retain(|&t| in_code(t));
-    targets.sort_unstable();
-    targets.dedup();
-
-    let mut analysis = Analysis {
-        regions: regions.clone(),
-        targets,
-        sites: Vec::new(),
-        instructions: ins.len(),
-        undecodable: chunks.iter().map(|c| c.invalid.len()).sum(),
-        fdes: eh.fdes.len(),
-        landing_pads: eh.landing_pads.len(),
-        eh_frame_skipped: eh.skipped,
-        eh,
-    };
-    find_sites(elf, &mut analysis, &ins, &chunks);
-    analysis
 }
 
 fn reads_rcx_r11(f: &mut InstructionInfoFactory, i: &Instruction) -> bool {
@@ -695,172 +732,267 @@ fn hex(b: &[u8]) -> String {
     s
 }
 
+/// Decides every `syscall` site: kept with a reason, or rewritten with its window.
 fn find_sites(elf: &Elf<'_>, an: &mut Analysis<'_>, ins: &[Instruction], chunks: &[Chunk]) {
-    let mut invalid: Vec<u64> = chunks
-        .iter()
-        .flat_map(|c| c.invalid.iter().copied())
-        .collect();
-    invalid.sort_unstable();
-    let list = ins;
-    let syms = SymbolIndex::new(elf, &an.regions);
-    let pc_ranges = pc_sensitive_ranges(elf);
-    let mut relocs: Vec<u64> = elf.relocations.iter().map(|r| r.offset).collect();
-    relocs.sort_unstable();
+    let facts = SiteFacts::new(elf, an, chunks);
     let mut f = InstructionInfoFactory::new();
+    // Windows do not overlap: the end of the last one.
     let mut claimed_until = 0u64;
-    let bytes_at = |a: u64, n: u64| elf.bytes_at_vaddr(a, n);
     let mut sites = Vec::new();
-
-    {
-        for k in 0..list.len() {
-            if list[k].code() != Code::Syscall {
-                continue;
+    for k in 0..ins.len() {
+        if ins[k].code() == Code::Syscall {
+            let info = facts.site(an, ins, k, claimed_until, &mut f);
+            if let Some((_, end)) = info.window {
+                claimed_until = end;
             }
-            let site = list[k].ip();
-            let mut info = SiteInfo {
-                address: site,
-                symbol: syms.name(site),
-                number: None,
-                window: None,
-                before: Vec::new(),
-                after: Vec::new(),
-                kept: None,
-            };
-            // The basic block up to the syscall, for the constant number.
-            let mut j = k;
-            while j > 0 {
-                let prev = &list[j - 1];
-                if an.is_target(list[j].ip())
-                    || prev.is_invalid()
-                    || prev.next_ip() != list[j].ip()
-                    || prev.flow_control() != FlowControl::Next
-                    || prev.code() == Code::Syscall
-                {
-                    break;
-                }
-                j -= 1;
-            }
-            let mut regs: Regs = [None; 16];
-            for i in &list[j..k] {
-                step_regs(&mut f, i, &mut regs);
-            }
-            let rax = regs[0];
-            info.number = rax;
-
-            let kept = (|| {
-                if let Some((_, _, name)) =
-                    pc_ranges.iter().find(|(s, e, _)| site >= *s && site < *e)
-                {
-                    return Some(KeptReason::PcSensitive(name.clone()));
-                }
-                for (pre, post, what) in PATTERNS {
-                    let p = pre.len() as u64;
-                    let ok_pre = site
-                        .checked_sub(p)
-                        .and_then(|s| bytes_at(s, p))
-                        .is_some_and(|b| b == pre);
-                    let ok_post = post.is_empty()
-                        || bytes_at(site + 2, post.len() as u64).is_some_and(|b| b == post);
-                    if ok_pre && ok_post {
-                        return Some(KeptReason::PcSensitive(format!("byte pattern of {what}")));
-                    }
-                }
-                if let Some(n) = rax.filter(|n| KEPT_NUMBERS.contains(n)) {
-                    return Some(KeptReason::Number(n));
-                }
-                let from = invalid.partition_point(|&a| a < site.saturating_sub(SUSPICIOUS_BEFORE));
-                if let Some(&bad) = invalid
-                    .get(from)
-                    .filter(|&&a| a <= site.saturating_add(SUSPICIOUS_AFTER))
-                {
-                    return Some(KeptReason::Undecodable(bad));
-                }
-                None
-            })();
-            if let Some(r) = kept {
-                info.kept = Some(r);
-                sites.push(info);
-                continue;
-            }
-
-            // The window: preceding instructions of the block, then following ones.
-            let mut lo = k;
-            let mut hi = k;
-            let mut len = 2u64;
-            let mut why_back = String::new();
-            while len < kml_shim::JMP_REL32_LEN as u64 {
-                if lo == 0 {
-                    why_back = "start of the decoded range before it".into();
-                    break;
-                }
-                let prev = &list[lo - 1];
-                if an.is_target(list[lo].ip()) {
-                    why_back = format!("branch target at {:#x}", list[lo].ip());
-                    break;
-                }
-                if prev.is_invalid() || prev.next_ip() != list[lo].ip() {
-                    why_back = format!("undecodable bytes at {:#x}", prev.ip());
-                    break;
-                }
-                if prev.ip() < claimed_until {
-                    why_back = "the previous site's window".into();
-                    break;
-                }
-                if let Err(w) = kml_shim::check_relocatable(prev) {
-                    why_back = format!("{w} at {:#x}", prev.ip());
-                    break;
-                }
-                lo -= 1;
-                len += prev.len() as u64;
-            }
-            let mut why_fwd = String::new();
-            while len < kml_shim::JMP_REL32_LEN as u64 {
-                let Some(next) = list.get(hi + 1) else {
-                    why_fwd = "end of the decoded range after it".into();
-                    break;
-                };
-                if an.is_target(next.ip()) {
-                    why_fwd = format!("branch target at {:#x}", next.ip());
-                    break;
-                }
-                if next.is_invalid() || list[hi].next_ip() != next.ip() {
-                    why_fwd = format!("undecodable bytes at {:#x}", next.ip());
-                    break;
-                }
-                if let Err(w) = kml_shim::check_relocatable(next) {
-                    why_fwd = format!("{w} at {:#x}", next.ip());
-                    break;
-                }
-                if reads_rcx_r11(&mut f, next) {
-                    why_fwd = format!("reads rcx or r11 (set by syscall) at {:#x}", next.ip());
-                    break;
-                }
-                hi += 1;
-                len += next.len() as u64;
-            }
-            if len < kml_shim::JMP_REL32_LEN as u64 {
-                info.kept = Some(KeptReason::Window(format!(
-                    "only {len} movable bytes (before: {why_back}; after: {why_fwd})"
-                )));
-                sites.push(info);
-                continue;
-            }
-            let start = list[lo].ip();
-            let end = list[hi].next_ip();
-            let r = relocs.partition_point(|&o| o < start);
-            if let Some(&o) = relocs.get(r).filter(|&&o| o < end) {
-                info.kept = Some(KeptReason::Relocation(o));
-                sites.push(info);
-                continue;
-            }
-            info.window = Some((start, end));
-            info.before = list[lo..k].to_vec();
-            info.after = list[k + 1..=hi].to_vec();
-            claimed_until = end;
             sites.push(info);
         }
     }
     an.sites = sites;
+}
+
+/// What deciding a site needs besides the instructions around it.
+struct SiteFacts<'e, 'a> {
+    elf: &'e Elf<'a>,
+    syms: SymbolIndex,
+    /// PC-sensitive ranges by symbol (see [`pc_sensitive_ranges`]).
+    pc_ranges: Vec<(u64, u64, String)>,
+    /// Addresses of undecodable instructions, sorted.
+    invalid: Vec<u64>,
+    /// Relocation offsets, sorted.
+    relocs: Vec<u64>,
+}
+
+impl<'e, 'a> SiteFacts<'e, 'a> {
+    fn new(elf: &'e Elf<'a>, an: &Analysis<'_>, chunks: &[Chunk]) -> Self {
+        let mut invalid: Vec<u64> = chunks
+            .iter()
+            .flat_map(|c| c.invalid.iter().copied())
+            .collect();
+        invalid.sort_unstable();
+        let mut relocs: Vec<u64> = elf.relocations.iter().map(|r| r.offset).collect();
+        relocs.sort_unstable();
+        SiteFacts {
+            elf,
+            syms: SymbolIndex::new(elf, &an.regions),
+            pc_ranges: pc_sensitive_ranges(elf),
+            invalid,
+            relocs,
+        }
+    }
+
+    /// The site of the `syscall` `list[k]`, whose window may not start before `claimed_until`.
+    fn site(
+        &self,
+        an: &Analysis<'_>,
+        list: &[Instruction],
+        k: usize,
+        claimed_until: u64,
+        f: &mut InstructionInfoFactory,
+    ) -> SiteInfo {
+        let address = list[k].ip();
+        let number = constant_number(an, list, k, f);
+        let mut info = SiteInfo {
+            address,
+            symbol: self.syms.name(address),
+            number,
+            window: None,
+            before: Vec::new(),
+            after: Vec::new(),
+            kept: self.kept_reason(address, number),
+        };
+        if info.kept.is_some() {
+            return info;
+        }
+        let w = match choose_window(an, list, k, claimed_until, f) {
+            Ok(w) => w,
+            Err(reason) => {
+                info.kept = Some(reason);
+                return info;
+            }
+        };
+        let start = list[w.lo].ip();
+        let end = list[w.hi].next_ip();
+        let r = self.relocs.partition_point(|&o| o < start);
+        if let Some(&o) = self.relocs.get(r).filter(|&&o| o < end) {
+            info.kept = Some(KeptReason::Relocation(o));
+            return info;
+        }
+        info.window = Some((start, end));
+        info.before = list[w.lo..k].to_vec();
+        info.after = list[k + 1..=w.hi].to_vec();
+        info
+    }
+
+    /// Why the site at `site` (syscall number `number` when constant) must stay a real
+    /// `syscall` whatever its window: PC-sensitive, a kept number, undecodable bytes nearby.
+    fn kept_reason(&self, site: u64, number: Option<u64>) -> Option<KeptReason> {
+        if let Some((_, _, name)) = self
+            .pc_ranges
+            .iter()
+            .find(|(s, e, _)| site >= *s && site < *e)
+        {
+            return Some(KeptReason::PcSensitive(name.clone()));
+        }
+        if let Some(what) = self.pc_sensitive_pattern(site) {
+            return Some(KeptReason::PcSensitive(format!("byte pattern of {what}")));
+        }
+        if let Some(n) = number.filter(|n| KEPT_NUMBERS.contains(n)) {
+            return Some(KeptReason::Number(n));
+        }
+        let from = self
+            .invalid
+            .partition_point(|&a| a < site.saturating_sub(SUSPICIOUS_BEFORE));
+        if let Some(&bad) = self
+            .invalid
+            .get(from)
+            .filter(|&&a| a <= site.saturating_add(SUSPICIOUS_AFTER))
+        {
+            return Some(KeptReason::Undecodable(bad));
+        }
+        None
+    }
+
+    /// The first of [`PATTERNS`] around the syscall at `site`.
+    fn pc_sensitive_pattern(&self, site: u64) -> Option<&'static str> {
+        let bytes_at = |a: u64, n: u64| self.elf.bytes_at_vaddr(a, n);
+        PATTERNS.iter().find_map(|&(pre, post, what)| {
+            let p = pre.len() as u64;
+            let ok_pre = site
+                .checked_sub(p)
+                .and_then(|s| bytes_at(s, p))
+                .is_some_and(|b| b == pre);
+            let ok_post =
+                post.is_empty() || bytes_at(site + 2, post.len() as u64).is_some_and(|b| b == post);
+            (ok_pre && ok_post).then_some(what)
+        })
+    }
+}
+
+/// The syscall number of the `syscall` `list[k]` when the instructions of its basic block
+/// before it make rax a constant.
+fn constant_number(
+    an: &Analysis<'_>,
+    list: &[Instruction],
+    k: usize,
+    f: &mut InstructionInfoFactory,
+) -> Option<u64> {
+    let mut j = k;
+    while j > 0 {
+        let prev = &list[j - 1];
+        if an.is_target(list[j].ip())
+            || prev.is_invalid()
+            || prev.next_ip() != list[j].ip()
+            || prev.flow_control() != FlowControl::Next
+            || prev.code() == Code::Syscall
+        {
+            break;
+        }
+        j -= 1;
+    }
+    let mut regs: Regs = [None; 16];
+    for i in &list[j..k] {
+        step_regs(f, i, &mut regs);
+    }
+    regs[0]
+}
+
+/// A window: the instructions `lo..=hi` around a syscall, `len` bytes.
+struct Window {
+    lo: usize,
+    hi: usize,
+    len: u64,
+}
+
+/// The window of the `syscall` `list[k]`: preceding instructions of its block, then following
+/// ones, until it has room for a `jmp rel32`; or why there is none.
+fn choose_window(
+    an: &Analysis<'_>,
+    list: &[Instruction],
+    k: usize,
+    claimed_until: u64,
+    f: &mut InstructionInfoFactory,
+) -> Result<Window, KeptReason> {
+    let mut w = Window {
+        lo: k,
+        hi: k,
+        len: 2,
+    };
+    let why_back = w.grow_back(an, list, claimed_until).unwrap_or_default();
+    let why_fwd = w.grow_forward(an, list, f).unwrap_or_default();
+    if w.len < kml_shim::JMP_REL32_LEN as u64 {
+        let len = w.len;
+        return Err(KeptReason::Window(format!(
+            "only {len} movable bytes (before: {why_back}; after: {why_fwd})"
+        )));
+    }
+    Ok(w)
+}
+
+impl Window {
+    /// Takes in preceding instructions until the window is long enough; `Some(why)` when it
+    /// stopped short.
+    fn grow_back(
+        &mut self,
+        an: &Analysis<'_>,
+        list: &[Instruction],
+        claimed_until: u64,
+    ) -> Option<String> {
+        while self.len < kml_shim::JMP_REL32_LEN as u64 {
+            if self.lo == 0 {
+                return Some("start of the decoded range before it".into());
+            }
+            let prev = &list[self.lo - 1];
+            if an.is_target(list[self.lo].ip()) {
+                return Some(format!("branch target at {:#x}", list[self.lo].ip()));
+            }
+            if prev.is_invalid() || prev.next_ip() != list[self.lo].ip() {
+                return Some(format!("undecodable bytes at {:#x}", prev.ip()));
+            }
+            if prev.ip() < claimed_until {
+                return Some("the previous site's window".into());
+            }
+            if let Err(w) = kml_shim::check_relocatable(prev) {
+                return Some(format!("{w} at {:#x}", prev.ip()));
+            }
+            self.lo -= 1;
+            self.len += prev.len() as u64;
+        }
+        None
+    }
+
+    /// Takes in following instructions until the window is long enough; `Some(why)` when it
+    /// stopped short.
+    fn grow_forward(
+        &mut self,
+        an: &Analysis<'_>,
+        list: &[Instruction],
+        f: &mut InstructionInfoFactory,
+    ) -> Option<String> {
+        while self.len < kml_shim::JMP_REL32_LEN as u64 {
+            let Some(next) = list.get(self.hi + 1) else {
+                return Some("end of the decoded range after it".into());
+            };
+            if an.is_target(next.ip()) {
+                return Some(format!("branch target at {:#x}", next.ip()));
+            }
+            if next.is_invalid() || list[self.hi].next_ip() != next.ip() {
+                return Some(format!("undecodable bytes at {:#x}", next.ip()));
+            }
+            if let Err(w) = kml_shim::check_relocatable(next) {
+                return Some(format!("{w} at {:#x}", next.ip()));
+            }
+            if reads_rcx_r11(f, next) {
+                return Some(format!(
+                    "reads rcx or r11 (set by syscall) at {:#x}",
+                    next.ip()
+                ));
+            }
+            self.hi += 1;
+            self.len += next.len() as u64;
+        }
+        None
+    }
 }
 
 /// The bytes of a window, as hex.

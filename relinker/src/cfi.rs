@@ -276,6 +276,37 @@ pub fn trampoline_fde(
     if cie.code_align != 1 || cie.signal_frame {
         return None;
     }
+    let prog = cfi_program(cie, fde, tramp_len, map)?;
+    let mut rec = Vec::new();
+    let cie_ptr_field = fde_vaddr.checked_add(4)?;
+    rec.extend_from_slice(
+        &u32::try_from(cie_ptr_field.checked_sub(cie.vaddr)?)
+            .ok()?
+            .to_le_bytes(),
+    );
+    let pc_field = fde_vaddr.checked_add(8)?;
+    pc_range(cie, pc_field, tramp_addr, tramp_len, pie, &mut rec)?;
+    if cie.has_z {
+        no_lsda(cie, &mut rec)?;
+    }
+    rec.extend_from_slice(&prog);
+    while (rec.len() + 4) % 8 != 0 {
+        rec.push(0); // DW_CFA_nop
+    }
+    let mut out = Vec::with_capacity(rec.len() + 4);
+    out.extend_from_slice(&u32::try_from(rec.len()).ok()?.to_le_bytes());
+    out.extend_from_slice(&rec);
+    Some(out)
+}
+
+/// The trampoline's CFI program: at each point of `map`, the original FDE's instructions up to
+/// the point's original address are replayed, then the CFA offset adjusted as the point says.
+fn cfi_program(
+    cie: &CieInfo,
+    fde: &FdeRecord,
+    tramp_len: u64,
+    map: &[MapPoint],
+) -> Option<Vec<u8>> {
     let init = split(cie, &cie.initial_instructions, fde.start)?;
     let ops = split(cie, &fde.instructions, fde.start)?;
     let mut cfa = Cfa::Expr;
@@ -283,7 +314,6 @@ pub fn trampoline_fde(
     for o in &init {
         step(cie, &mut cfa, &mut stack, &o.bytes)?;
     }
-    // CFI program.
     let mut prog = Vec::new();
     let mut next = 0usize; // next original op to replay
     let mut at = 0u64; // trampoline offset the program is at
@@ -322,15 +352,18 @@ pub fn trampoline_fde(
             }
         }
     }
-    // The record.
-    let mut rec = Vec::new();
-    let cie_ptr_field = fde_vaddr.checked_add(4)?;
-    rec.extend_from_slice(
-        &u32::try_from(cie_ptr_field.checked_sub(cie.vaddr)?)
-            .ok()?
-            .to_le_bytes(),
-    );
-    let pc_field = fde_vaddr.checked_add(8)?;
+    Some(prog)
+}
+
+/// Appends the FDE's `pc_begin` (its field at `pc_field`) and `pc_range` in the CIE's encoding.
+fn pc_range(
+    cie: &CieInfo,
+    pc_field: u64,
+    tramp_addr: u64,
+    tramp_len: u64,
+    pie: bool,
+    rec: &mut Vec<u8>,
+) -> Option<()> {
     match cie.fde_enc {
         0x1b => {
             let v = i32::try_from(tramp_addr as i64 - pc_field as i64).ok()?;
@@ -351,27 +384,23 @@ pub fn trampoline_fde(
         }
         _ => return None,
     }
-    if cie.has_z {
-        if cie.lsda_enc == 0xff {
-            rec.push(0);
-        } else {
-            // No LSDA: a zero pointer of the LSDA encoding's size.
-            let n = match cie.lsda_enc & 0x0f {
-                0x01 | 0x09 => 1,
-                e => enc_size(e)?,
-            };
-            rec.push(n as u8);
-            rec.resize(rec.len() + n, 0);
-        }
+    Some(())
+}
+
+/// Appends the augmentation data of a `z` CIE's FDE: no LSDA.
+fn no_lsda(cie: &CieInfo, rec: &mut Vec<u8>) -> Option<()> {
+    if cie.lsda_enc == 0xff {
+        rec.push(0);
+    } else {
+        // A zero pointer of the LSDA encoding's size.
+        let n = match cie.lsda_enc & 0x0f {
+            0x01 | 0x09 => 1,
+            e => enc_size(e)?,
+        };
+        rec.push(n as u8);
+        rec.resize(rec.len() + n, 0);
     }
-    rec.extend_from_slice(&prog);
-    while (rec.len() + 4) % 8 != 0 {
-        rec.push(0); // DW_CFA_nop
-    }
-    let mut out = Vec::with_capacity(rec.len() + 4);
-    out.extend_from_slice(&u32::try_from(rec.len()).ok()?.to_le_bytes());
-    out.extend_from_slice(&rec);
-    Some(out)
+    Some(())
 }
 
 /// The FDE that covers all of `[start, end)`.

@@ -163,157 +163,18 @@ impl<'a> Elf<'a> {
     /// Parses and checks the header and program headers; refuses what lupine-relink cannot
     /// handle. Section headers, symbols and relocations are read when present.
     pub fn parse(file: &str, data: &'a [u8]) -> Result<Self, Error> {
-        let f = || file.to_string();
-        let mal = |what: String| Error::Malformed { file: f(), what };
-        if data.len() < 4 || &data[..4] != b"\x7fELF" {
-            return Err(Error::NotElf { file: f() });
-        }
-        if data.len() < 6 {
-            return Err(mal("truncated ELF identification".into()));
-        }
-        match data[4] {
-            E::ELFCLASS64 => {}
-            E::ELFCLASS32 => return Err(Error::Elf32 { file: f() }),
-            c => return Err(mal(format!("unknown ELF class {c} (EI_CLASS)"))),
-        }
-        if data[5] != E::ELFDATA2LSB {
-            // Big-endian headers: the machine field is not worth decoding.
-            return Err(Error::Encoding {
-                file: f(),
-                data: data[5],
-            });
-        }
-        if data.len() < EHDR_SIZE {
-            return Err(mal(format!(
-                "truncated ELF header: the file has {} bytes, the header needs {EHDR_SIZE}",
-                data.len()
-            )));
-        }
-        let machine = read_u16(data, 18).unwrap_or(0);
-        if machine != E::EM_X86_64 {
-            return Err(Error::Machine { file: f(), machine });
-        }
-        let hdr =
-            E::FileHeader64::<LE>::parse(data).map_err(|e| mal(format!("ELF header: {e}")))?;
+        check_ident(file, data)?;
+        let hdr = E::FileHeader64::<LE>::parse(data)
+            .map_err(|e| malformed(file, format!("ELF header: {e}")))?;
+        let e_type = check_header(file, hdr)?;
+        let phdrs = read_phdrs(file, hdr, data)?;
+        check_phdrs(file, data, &phdrs)?;
         let en = LE;
-        if hdr.e_ident().version != E::EV_CURRENT {
-            return Err(mal("EI_VERSION is not EV_CURRENT".into()));
-        }
-        let e_type = hdr.e_type(en);
-        match e_type {
-            E::ET_EXEC | E::ET_DYN => {}
-            E::ET_REL => {
-                return Err(Error::NotProgram {
-                    file: f(),
-                    what:
-                        "is a relocatable object (ET_REL), not a program: link it statically first"
-                            .into(),
-                })
-            }
-            E::ET_CORE => {
-                return Err(Error::NotProgram {
-                    file: f(),
-                    what: "is a core dump (ET_CORE), not a program".into(),
-                })
-            }
-            t => {
-                return Err(Error::NotProgram {
-                    file: f(),
-                    what: format!("has ELF type {t} (e_type), not ET_EXEC or ET_DYN"),
-                })
-            }
-        }
-        if usize::from(hdr.e_ehsize(en)) != EHDR_SIZE {
-            return Err(mal(format!(
-                "e_ehsize is {}, expected {EHDR_SIZE}",
-                hdr.e_ehsize(en)
-            )));
-        }
-        let e_phoff = hdr.e_phoff(en);
-        if hdr.e_phnum(en) == E::PN_XNUM {
-            return Err(mal(
-                "e_phnum is PN_XNUM (extended numbering is not supported)".into(),
-            ));
-        }
-        if hdr.e_phnum(en) == 0 || e_phoff == 0 {
-            return Err(mal("no program headers (e_phnum or e_phoff is 0)".into()));
-        }
-        if usize::from(hdr.e_phentsize(en)) != PHDR_SIZE {
-            return Err(mal(format!(
-                "e_phentsize is {}, expected {PHDR_SIZE}",
-                hdr.e_phentsize(en)
-            )));
-        }
-        let raw_ph = hdr.program_headers(en, data).map_err(|_| {
-            mal(format!(
-                "program header table (e_phoff {e_phoff:#x}, {} entries) is outside the file ({} bytes)",
-                hdr.e_phnum(en),
-                data.len()
-            ))
-        })?;
-        let phdrs: Vec<Phdr> = raw_ph
-            .iter()
-            .map(|p| Phdr {
-                p_type: p.p_type(en),
-                p_flags: p.p_flags(en),
-                p_offset: p.p_offset(en),
-                p_vaddr: p.p_vaddr(en),
-                p_paddr: p.p_paddr(en),
-                p_filesz: p.p_filesz(en),
-                p_memsz: p.p_memsz(en),
-                p_align: p.p_align(en),
-            })
-            .collect();
-        for (i, p) in phdrs.iter().enumerate() {
-            if p.p_type == PT_INTERP {
-                let interp = slice(data, p.p_offset, p.p_filesz)
-                    .map(|b| {
-                        let b = b.split(|&c| c == 0).next().unwrap_or(b);
-                        String::from_utf8_lossy(b).into_owned()
-                    })
-                    .unwrap_or_else(|| "<outside the file>".into());
-                return Err(Error::Dynamic {
-                    file: f(),
-                    interpreter: interp,
-                });
-            }
-            if p.p_type == PT_LOAD {
-                if p.p_filesz > p.p_memsz {
-                    return Err(mal(format!(
-                        "program header {i}: p_filesz is larger than p_memsz"
-                    )));
-                }
-                if slice(data, p.p_offset, p.p_filesz).is_none() {
-                    return Err(mal(format!(
-                        "program header {i}: PT_LOAD file range {:#x}+{:#x} is outside the file ({} bytes)",
-                        p.p_offset,
-                        p.p_filesz,
-                        data.len()
-                    )));
-                }
-                if p.p_vaddr.checked_add(p.p_memsz).is_none() {
-                    return Err(mal(format!(
-                        "program header {i}: PT_LOAD address range overflows"
-                    )));
-                }
-                if p.p_align > 1 && p.p_offset % p.p_align != p.p_vaddr % p.p_align {
-                    return Err(mal(format!(
-                        "program header {i}: p_offset {:#x} and p_vaddr {:#x} disagree modulo p_align {:#x}",
-                        p.p_offset, p.p_vaddr, p.p_align
-                    )));
-                }
-            }
-        }
-        if !phdrs.iter().any(|p| p.p_type == PT_LOAD) {
-            return Err(mal("no PT_LOAD segment".into()));
-        }
-        let e_entry = hdr.e_entry(en);
-
         let mut elf = Elf {
             data,
             e_type,
-            e_entry,
-            e_phoff,
+            e_entry: hdr.e_entry(en),
+            e_phoff: hdr.e_phoff(en),
             e_shoff: hdr.e_shoff(en),
             e_shnum: hdr.e_shnum(en),
             e_shstrndx: hdr.e_shstrndx(en),
@@ -322,28 +183,36 @@ impl<'a> Elf<'a> {
             symbols: Vec::new(),
             relocations: Vec::new(),
         };
-        elf.read_sections(hdr).map_err(mal)?;
+        elf.read_sections(hdr)
+            .map_err(|what| malformed(file, what))?;
         elf.read_dynamic_relocations(file)?;
-        if e_type == E::ET_DYN {
-            elf.check_not_shared_library(file)?;
+        elf.check_entry(file)?;
+        Ok(elf)
+    }
+
+    /// A static-PIE program is not a shared library, and every program starts in its code.
+    fn check_entry(&self, file: &str) -> Result<(), Error> {
+        let e_entry = self.e_entry;
+        if self.e_type == E::ET_DYN {
+            self.check_not_shared_library(file)?;
             if e_entry == 0 {
                 return Err(Error::NotProgram {
-                    file: f(),
+                    file: file.into(),
                     what:
                         "is a shared library (ET_DYN without an entry point), not a static program"
                             .into(),
                 });
             }
         }
-        if !elf.is_executable_vaddr(e_entry) {
+        if !self.is_executable_vaddr(e_entry) {
             return Err(Error::NotProgram {
-                file: f(),
+                file: file.into(),
                 what: format!(
                     "its entry point {e_entry:#x} (e_entry) is not in an executable segment"
                 ),
             });
         }
-        Ok(elf)
+        Ok(())
     }
 
     fn read_sections(&mut self, hdr: &E::FileHeader64<LE>) -> Result<(), String> {
@@ -552,4 +421,181 @@ impl<'a> Elf<'a> {
     pub fn section(&self, name: &str) -> Option<&Section> {
         self.sections.iter().find(|s| s.name == name)
     }
+}
+
+fn malformed(file: &str, what: String) -> Error {
+    Error::Malformed {
+        file: file.into(),
+        what,
+    }
+}
+
+/// The identification bytes and the machine: a little-endian 64-bit x86-64 ELF file with a
+/// whole ELF header.
+fn check_ident(file: &str, data: &[u8]) -> Result<(), Error> {
+    if data.len() < 4 || &data[..4] != b"\x7fELF" {
+        return Err(Error::NotElf { file: file.into() });
+    }
+    if data.len() < 6 {
+        return Err(malformed(file, "truncated ELF identification".into()));
+    }
+    match data[4] {
+        E::ELFCLASS64 => {}
+        E::ELFCLASS32 => return Err(Error::Elf32 { file: file.into() }),
+        c => return Err(malformed(file, format!("unknown ELF class {c} (EI_CLASS)"))),
+    }
+    if data[5] != E::ELFDATA2LSB {
+        // Big-endian headers: the machine field is not worth decoding.
+        return Err(Error::Encoding {
+            file: file.into(),
+            data: data[5],
+        });
+    }
+    if data.len() < EHDR_SIZE {
+        return Err(malformed(
+            file,
+            format!(
+                "truncated ELF header: the file has {} bytes, the header needs {EHDR_SIZE}",
+                data.len()
+            ),
+        ));
+    }
+    let machine = read_u16(data, 18).unwrap_or(0);
+    if machine != E::EM_X86_64 {
+        return Err(Error::Machine {
+            file: file.into(),
+            machine,
+        });
+    }
+    Ok(())
+}
+
+/// The ELF header's version, type and table entry sizes; returns the type.
+fn check_header(file: &str, hdr: &E::FileHeader64<LE>) -> Result<u16, Error> {
+    let en = LE;
+    let mal = |what: String| malformed(file, what);
+    if hdr.e_ident().version != E::EV_CURRENT {
+        return Err(mal("EI_VERSION is not EV_CURRENT".into()));
+    }
+    let e_type = hdr.e_type(en);
+    check_type(file, e_type)?;
+    if usize::from(hdr.e_ehsize(en)) != EHDR_SIZE {
+        return Err(mal(format!(
+            "e_ehsize is {}, expected {EHDR_SIZE}",
+            hdr.e_ehsize(en)
+        )));
+    }
+    if hdr.e_phnum(en) == E::PN_XNUM {
+        return Err(mal(
+            "e_phnum is PN_XNUM (extended numbering is not supported)".into(),
+        ));
+    }
+    if hdr.e_phnum(en) == 0 || hdr.e_phoff(en) == 0 {
+        return Err(mal("no program headers (e_phnum or e_phoff is 0)".into()));
+    }
+    if usize::from(hdr.e_phentsize(en)) != PHDR_SIZE {
+        return Err(mal(format!(
+            "e_phentsize is {}, expected {PHDR_SIZE}",
+            hdr.e_phentsize(en)
+        )));
+    }
+    Ok(e_type)
+}
+
+/// Only programs: `ET_EXEC` or `ET_DYN` (static-PIE; shared libraries are told apart later).
+fn check_type(file: &str, e_type: u16) -> Result<(), Error> {
+    let what = match e_type {
+        E::ET_EXEC | E::ET_DYN => return Ok(()),
+        E::ET_REL => {
+            "is a relocatable object (ET_REL), not a program: link it statically first".into()
+        }
+        E::ET_CORE => "is a core dump (ET_CORE), not a program".into(),
+        t => format!("has ELF type {t} (e_type), not ET_EXEC or ET_DYN"),
+    };
+    Err(Error::NotProgram {
+        file: file.into(),
+        what,
+    })
+}
+
+fn read_phdrs(file: &str, hdr: &E::FileHeader64<LE>, data: &[u8]) -> Result<Vec<Phdr>, Error> {
+    let en = LE;
+    let raw_ph = hdr.program_headers(en, data).map_err(|_| {
+        malformed(
+            file,
+            format!(
+                "program header table (e_phoff {:#x}, {} entries) is outside the file ({} bytes)",
+                hdr.e_phoff(en),
+                hdr.e_phnum(en),
+                data.len()
+            ),
+        )
+    })?;
+    Ok(raw_ph
+        .iter()
+        .map(|p| Phdr {
+            p_type: p.p_type(en),
+            p_flags: p.p_flags(en),
+            p_offset: p.p_offset(en),
+            p_vaddr: p.p_vaddr(en),
+            p_paddr: p.p_paddr(en),
+            p_filesz: p.p_filesz(en),
+            p_memsz: p.p_memsz(en),
+            p_align: p.p_align(en),
+        })
+        .collect())
+}
+
+/// No interpreter, and `PT_LOAD`s that the kernel would map: at least one, each within the file.
+fn check_phdrs(file: &str, data: &[u8], phdrs: &[Phdr]) -> Result<(), Error> {
+    for (i, p) in phdrs.iter().enumerate() {
+        if p.p_type == PT_INTERP {
+            let interp = slice(data, p.p_offset, p.p_filesz)
+                .map(|b| {
+                    let b = b.split(|&c| c == 0).next().unwrap_or(b);
+                    String::from_utf8_lossy(b).into_owned()
+                })
+                .unwrap_or_else(|| "<outside the file>".into());
+            return Err(Error::Dynamic {
+                file: file.into(),
+                interpreter: interp,
+            });
+        }
+        if p.p_type == PT_LOAD {
+            check_load(i, p, data).map_err(|what| malformed(file, what))?;
+        }
+    }
+    if !phdrs.iter().any(|p| p.p_type == PT_LOAD) {
+        return Err(malformed(file, "no PT_LOAD segment".into()));
+    }
+    Ok(())
+}
+
+/// The `PT_LOAD` `p` (program header `i`) is within the file and consistent.
+fn check_load(i: usize, p: &Phdr, data: &[u8]) -> Result<(), String> {
+    if p.p_filesz > p.p_memsz {
+        return Err(format!(
+            "program header {i}: p_filesz is larger than p_memsz"
+        ));
+    }
+    if slice(data, p.p_offset, p.p_filesz).is_none() {
+        return Err(format!(
+            "program header {i}: PT_LOAD file range {:#x}+{:#x} is outside the file ({} bytes)",
+            p.p_offset,
+            p.p_filesz,
+            data.len()
+        ));
+    }
+    if p.p_vaddr.checked_add(p.p_memsz).is_none() {
+        return Err(format!(
+            "program header {i}: PT_LOAD address range overflows"
+        ));
+    }
+    if p.p_align > 1 && p.p_offset % p.p_align != p.p_vaddr % p.p_align {
+        return Err(format!(
+            "program header {i}: p_offset {:#x} and p_vaddr {:#x} disagree modulo p_align {:#x}",
+            p.p_offset, p.p_vaddr, p.p_align
+        ));
+    }
+    Ok(())
 }

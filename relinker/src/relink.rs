@@ -22,7 +22,7 @@
 //!
 //! Everything depends only on the input bytes: the output is byte-identical for the same input.
 
-use crate::analyze::{self, Analysis, KeptReason};
+use crate::analyze::{self, Analysis, KeptReason, SiteInfo};
 use crate::cfi;
 use crate::elf::{self, Elf, Phdr, Section};
 use crate::error::Error;
@@ -137,30 +137,184 @@ fn layout_err(input: &str, what: impl Into<String>) -> Error {
     }
 }
 
+/// The error of an address computation that overflows, for `ok_or_else`.
+fn overflow(input: &str) -> impl Fn() -> Error + '_ {
+    move || layout_err(input, "addresses overflow")
+}
+
+/// Lays out the added segments, patches the windows and writes the output and its report.
 fn build(
     input: &str,
     output: &str,
     elf: &Elf<'_>,
     an: &mut Analysis<'_>,
 ) -> Result<Relinked, Error> {
-    let data = elf.data;
-    let overflow = || layout_err(input, "addresses overflow");
-    let max_end = elf
-        .loads()
-        .map(|p| p.p_vaddr + p.p_memsz)
-        .max()
-        .ok_or_else(overflow)?;
-    let file_end = data.len() as u64;
-    let rw_off = align_up(file_end, 8).ok_or_else(overflow)?;
-    let rw_vaddr = align_up(max_end, PAGE)
-        .and_then(|v| v.checked_add(rw_off % PAGE))
-        .ok_or_else(overflow)?;
-    let rx_off = align_up(rw_off + 8, TRAMPOLINE_ALIGN).ok_or_else(overflow)?;
-    let rx_vaddr = align_up(rw_vaddr + 8, PAGE)
-        .and_then(|v| v.checked_add(rx_off % PAGE))
-        .ok_or_else(overflow)?;
+    let layout = Layout::new(input, elf, an)?;
+    let mut code = CodeSegment::start(input, elf, &layout)?;
+    let mut out = elf.data.to_vec();
+    let placed = place_trampolines(input, elf, an, layout.rw_vaddr, &mut code, &mut out)?;
+    code.pad(TAIL_PAD, INT3);
+    let unwind = add_unwind_info(input, elf, an, &placed.laid_out, &mut code)?;
+    let rx_size = code.bytes.len() as u64;
+    let phdrs = program_headers(input, elf, &layout, rx_size, unwind.eh_frame_hdr)?;
+    code.write_phdrs(&phdrs);
 
-    // Everything must stay within ±2 GiB of the code.
+    out.resize(layout.rw_off as usize, 0);
+    out.extend_from_slice(&[0u8; 8]);
+    out.resize(layout.rx_off as usize, 0);
+    out.extend_from_slice(&code.bytes);
+    let sections = append_section_headers(input, elf, &layout, rx_size, &mut out)?;
+    let (shoff, shnum) = sections.unwrap_or((elf.e_shoff, elf.e_shnum));
+    write_elf_header(&mut out, &layout, phdrs.len(), shoff, shnum);
+
+    let report = make_report(
+        input,
+        output,
+        elf,
+        an,
+        &out,
+        RxInfo {
+            tramps: placed.tramps,
+            unwind: unwind.per_site,
+            eh_frame_hdr: unwind.eh_frame_hdr.map(|h| h.0),
+            layout,
+            rx_size,
+            sections_added: sections.is_some(),
+        },
+    );
+    Ok(Relinked { bytes: out, report })
+}
+
+/// Bytes before the program header table in the code segment: marker, version, padding.
+const CODE_HEADER_LEN: u64 = 16;
+
+/// Where the two added segments go, in the file and in memory.
+struct Layout {
+    /// The slot segment (8 bytes, R+W).
+    rw_off: u64,
+    rw_vaddr: u64,
+    /// The code segment (R+X).
+    rx_off: u64,
+    rx_vaddr: u64,
+    /// The entry stub, after room for the moved program header table.
+    stub_vaddr: u64,
+}
+
+impl Layout {
+    /// Puts the slot at the end of the file, on the page after the highest input segment, and
+    /// the code segment after it on the next page, each at its file offset modulo the page.
+    fn new(input: &str, elf: &Elf<'_>, an: &Analysis<'_>) -> Result<Layout, Error> {
+        let max_end = elf
+            .loads()
+            .map(|p| p.p_vaddr + p.p_memsz)
+            .max()
+            .ok_or_else(overflow(input))?;
+        let rw_off = align_up(elf.data.len() as u64, 8).ok_or_else(overflow(input))?;
+        let rw_vaddr = align_up(max_end, PAGE)
+            .and_then(|v| v.checked_add(rw_off % PAGE))
+            .ok_or_else(overflow(input))?;
+        let rx_off = align_up(rw_off + 8, TRAMPOLINE_ALIGN).ok_or_else(overflow(input))?;
+        let rx_vaddr = align_up(rw_vaddr + 8, PAGE)
+            .and_then(|v| v.checked_add(rx_off % PAGE))
+            .ok_or_else(overflow(input))?;
+        check_reach(input, an, max_end, rx_vaddr)?;
+
+        // Room for the two new PT_LOADs and perhaps a new PT_GNU_EH_FRAME.
+        let max_phnum = elf.phdrs.len() + 3;
+        if max_phnum >= usize::from(object::elf::PN_XNUM) {
+            return Err(Error::Malformed {
+                file: input.into(),
+                what: "too many program headers to add three".into(),
+            });
+        }
+        let phdr_room = (max_phnum * elf::PHDR_SIZE) as u64;
+        let stub_vaddr = align_up(rx_vaddr + CODE_HEADER_LEN + phdr_room, TRAMPOLINE_ALIGN)
+            .ok_or_else(overflow(input))?;
+        Ok(Layout {
+            rw_off,
+            rw_vaddr,
+            rx_off,
+            rx_vaddr,
+            stub_vaddr,
+        })
+    }
+
+    /// The file offset of an address in the code segment.
+    fn rx_offset(&self, vaddr: u64) -> u64 {
+        self.rx_off + (vaddr - self.rx_vaddr)
+    }
+
+    /// The file offset of the moved program header table.
+    fn phoff(&self) -> u64 {
+        self.rx_off + CODE_HEADER_LEN
+    }
+
+    /// The address of the moved program header table.
+    fn phdr_vaddr(&self) -> u64 {
+        self.rx_vaddr + CODE_HEADER_LEN
+    }
+
+    /// The `PT_LOAD`s of the slot and of the code segment (`rx_size` bytes).
+    fn loads(&self, rx_size: u64) -> [Phdr; 2] {
+        let slot = Phdr {
+            p_type: elf::PT_LOAD,
+            p_flags: elf::PF_R | elf::PF_W,
+            p_offset: self.rw_off,
+            p_vaddr: self.rw_vaddr,
+            p_paddr: self.rw_vaddr,
+            p_filesz: 8,
+            p_memsz: 8,
+            p_align: PAGE,
+        };
+        let code = Phdr {
+            p_type: elf::PT_LOAD,
+            p_flags: elf::PF_R | elf::PF_X,
+            p_offset: self.rx_off,
+            p_vaddr: self.rx_vaddr,
+            p_paddr: self.rx_vaddr,
+            p_filesz: rx_size,
+            p_memsz: rx_size,
+            p_align: PAGE,
+        };
+        [slot, code]
+    }
+
+    /// The section headers of the slot and of the code segment, named at `slot_name` and
+    /// `text_name` in `.shstrtab`.
+    fn sections(&self, rx_size: u64, slot_name: u32, text_name: u32) -> [Section; 2] {
+        let slot = Section {
+            name: SLOT_NAME.into(),
+            sh_name: slot_name,
+            sh_type: elf::SHT_PROGBITS,
+            sh_flags: elf::SHF_ALLOC | elf::SHF_WRITE,
+            sh_addr: self.rw_vaddr,
+            sh_offset: self.rw_off,
+            sh_size: 8,
+            sh_link: 0,
+            sh_info: 0,
+            sh_addralign: 8,
+            sh_entsize: 0,
+        };
+        let text = Section {
+            name: TEXT_NAME.into(),
+            sh_name: text_name,
+            sh_type: elf::SHT_PROGBITS,
+            sh_flags: elf::SHF_ALLOC | elf::SHF_EXECINSTR,
+            sh_addr: self.rx_vaddr,
+            sh_offset: self.rx_off,
+            sh_size: rx_size,
+            sh_link: 0,
+            sh_info: 0,
+            sh_addralign: TRAMPOLINE_ALIGN,
+            sh_entsize: 0,
+        };
+        [slot, text]
+    }
+}
+
+/// Everything must stay within ±2 GiB of the code (the code segment's size estimated from the
+/// number of sites).
+fn check_reach(input: &str, an: &Analysis<'_>, max_end: u64, rx_vaddr: u64) -> Result<(), Error> {
     let code_lo = an.regions.iter().map(|r| r.start).min().unwrap_or(rx_vaddr);
     let estimate = 4096 + 96 * an.sites.len() as u64;
     if rx_vaddr.saturating_add(estimate).saturating_sub(code_lo) >= (1u64 << 31) - (1 << 20) {
@@ -171,223 +325,322 @@ fn build(
             ),
         ));
     }
+    Ok(())
+}
 
-    let old_phnum = elf.phdrs.len();
-    // Room for the two new PT_LOADs and perhaps a new PT_GNU_EH_FRAME.
-    let max_phnum = old_phnum + 3;
-    if max_phnum >= usize::from(object::elf::PN_XNUM) {
-        return Err(Error::Malformed {
-            file: input.into(),
-            what: "too many program headers to add three".into(),
-        });
+/// The code segment's bytes as they are assembled, from its start address.
+struct CodeSegment {
+    vaddr: u64,
+    bytes: Vec<u8>,
+}
+
+impl CodeSegment {
+    /// The marker and version, room for the program header table, and the entry stub.
+    fn start(input: &str, elf: &Elf<'_>, layout: &Layout) -> Result<CodeSegment, Error> {
+        let stub = kml_shim::entry_stub(layout.stub_vaddr, layout.rw_vaddr, elf.e_entry)
+            .map_err(|e| layout_err(input, format!("entry stub: {e}")))?;
+        let mut code = CodeSegment {
+            vaddr: layout.rx_vaddr,
+            bytes: Vec::new(),
+        };
+        code.bytes.extend_from_slice(MARKER);
+        code.bytes
+            .extend_from_slice(&kml_shim::FORMAT_VERSION.to_le_bytes());
+        code.put(layout.stub_vaddr, INT3, &stub);
+        Ok(code)
     }
-    let header_len = 16u64; // marker + version + padding
-    let phdr_vaddr = rx_vaddr + header_len;
-    let phdr_room = (max_phnum * elf::PHDR_SIZE) as u64;
-    let stub_vaddr = align_up(phdr_vaddr + phdr_room, TRAMPOLINE_ALIGN).ok_or_else(overflow)?;
-    let stub = kml_shim::entry_stub(stub_vaddr, rw_vaddr, elf.e_entry)
-        .map_err(|e| layout_err(input, format!("entry stub: {e}")))?;
 
-    let mut rx: Vec<u8> = Vec::new();
-    rx.extend_from_slice(MARKER);
-    rx.extend_from_slice(&kml_shim::FORMAT_VERSION.to_le_bytes());
-    rx.resize((stub_vaddr - rx_vaddr) as usize, INT3);
-    rx.extend_from_slice(&stub);
+    /// The address of the next byte appended, rounded up to `align`.
+    fn next(&self, align: u64) -> Option<u64> {
+        align_up(self.vaddr + self.bytes.len() as u64, align)
+    }
 
-    let mut out = data.to_vec();
-    let mut tramps: Vec<Option<(u64, u64)>> = vec![None; an.sites.len()];
-    let mut laid_out: Vec<(usize, u64, kml_shim::Trampoline)> = Vec::new();
+    /// Fills up to the address `at` with `fill`, then appends `bytes` there.
+    fn put(&mut self, at: u64, fill: u8, bytes: &[u8]) {
+        self.bytes.resize((at - self.vaddr) as usize, fill);
+        self.bytes.extend_from_slice(bytes);
+    }
+
+    /// Appends `len` bytes of `fill`.
+    fn pad(&mut self, len: u64, fill: u8) {
+        self.bytes.resize(self.bytes.len() + len as usize, fill);
+    }
+
+    /// Writes the program header table after the segment's header.
+    fn write_phdrs(&mut self, phdrs: &[Phdr]) {
+        for (n, p) in phdrs.iter().enumerate() {
+            let at = CODE_HEADER_LEN as usize + n * elf::PHDR_SIZE;
+            self.bytes[at..at + elf::PHDR_SIZE].copy_from_slice(&p.to_bytes());
+        }
+    }
+}
+
+/// The trampolines placed in the code segment.
+struct Placed {
+    /// Per site: the trampoline and its real-path syscall.
+    tramps: Vec<Option<(u64, u64)>>,
+    /// Site index, address and trampoline, in address order.
+    laid_out: Vec<(usize, u64, kml_shim::Trampoline)>,
+}
+
+/// Appends a trampoline to the code segment for each site with a window and patches the window
+/// in `out` with a jump to it; a site whose trampoline cannot be encoded is kept.
+fn place_trampolines(
+    input: &str,
+    elf: &Elf<'_>,
+    an: &mut Analysis<'_>,
+    slot: u64,
+    code: &mut CodeSegment,
+    out: &mut [u8],
+) -> Result<Placed, Error> {
+    let mut placed = Placed {
+        tramps: vec![None; an.sites.len()],
+        laid_out: Vec::new(),
+    };
     for (idx, s) in an.sites.iter_mut().enumerate() {
         let Some((start, end)) = s.window else {
             continue;
         };
-        let cursor = align_up(rx_vaddr + rx.len() as u64, TRAMPOLINE_ALIGN).ok_or_else(overflow)?;
-        let site = Site {
-            before: std::mem::take(&mut s.before),
-            after: std::mem::take(&mut s.after),
-        };
-        let result = kml_shim::trampoline(cursor, &site, rw_vaddr, end)
-            .map_err(|e| e.to_string())
-            .and_then(|t| {
-                let j = kml_shim::jmp_rel32(start, cursor).ok_or("trampoline out of jmp range")?;
-                Ok((t, j))
-            });
-        s.before = site.before;
-        s.after = site.after;
-        match result {
+        let cursor = code.next(TRAMPOLINE_ALIGN).ok_or_else(overflow(input))?;
+        match encode_trampoline(s, cursor, slot, start, end) {
             Err(e) => {
                 s.kept = Some(KeptReason::Encode(e));
                 s.window = None;
             }
             Ok((t, jmp)) => {
-                let off = elf
-                    .vaddr_to_offset(start)
-                    .and_then(|o| usize::try_from(o).ok())
-                    .ok_or_else(|| {
-                        layout_err(input, format!("window at {start:#x} is not in the file"))
-                    })?;
-                let len = (end - start) as usize;
-                let w = out.get_mut(off..off + len).ok_or_else(|| {
-                    layout_err(input, format!("window at {start:#x} is outside the file"))
-                })?;
-                w.fill(INT3);
-                w[..jmp.len()].copy_from_slice(&jmp);
-                rx.resize((cursor - rx_vaddr) as usize, INT3);
-                rx.extend_from_slice(&t.bytes);
-                tramps[idx] = Some((cursor, cursor + t.syscall_offset as u64));
-                laid_out.push((idx, cursor, t));
+                patch_window(input, elf, out, start, end, &jmp)?;
+                code.put(cursor, INT3, &t.bytes);
+                placed.tramps[idx] = Some((cursor, cursor + t.syscall_offset as u64));
+                placed.laid_out.push((idx, cursor, t));
             }
         }
     }
-    rx.resize(rx.len() + TAIL_PAD as usize, INT3);
+    Ok(placed)
+}
 
-    // Unwind information for the trampolines and the new .eh_frame_hdr.
-    let mut unwind = vec![false; an.sites.len()];
-    let mut new_eh_hdr: Option<(u64, u64)> = None; // (vaddr, size)
-    let eh_ph = elf
-        .phdrs
+/// The trampoline of the site `s` (window `start..end`) at `at`, and the jump to it.
+fn encode_trampoline(
+    s: &mut SiteInfo,
+    at: u64,
+    slot: u64,
+    start: u64,
+    end: u64,
+) -> Result<(kml_shim::Trampoline, [u8; kml_shim::JMP_REL32_LEN]), String> {
+    // Lent to the shim and given back: the FDE of the trampoline needs them.
+    let site = Site {
+        before: std::mem::take(&mut s.before),
+        after: std::mem::take(&mut s.after),
+    };
+    let result = kml_shim::trampoline(at, &site, slot, end)
+        .map_err(|e| e.to_string())
+        .and_then(|t| {
+            let j = kml_shim::jmp_rel32(start, at).ok_or("trampoline out of jmp range")?;
+            Ok((t, j))
+        });
+    s.before = site.before;
+    s.after = site.after;
+    result
+}
+
+/// Replaces the window `start..end` in `out` with `jmp` and `int3`s.
+fn patch_window(
+    input: &str,
+    elf: &Elf<'_>,
+    out: &mut [u8],
+    start: u64,
+    end: u64,
+    jmp: &[u8],
+) -> Result<(), Error> {
+    let off = elf
+        .vaddr_to_offset(start)
+        .and_then(|o| usize::try_from(o).ok())
+        .ok_or_else(|| layout_err(input, format!("window at {start:#x} is not in the file")))?;
+    let len = (end - start) as usize;
+    let w = out
+        .get_mut(off..off + len)
+        .ok_or_else(|| layout_err(input, format!("window at {start:#x} is outside the file")))?;
+    w.fill(INT3);
+    w[..jmp.len()].copy_from_slice(jmp);
+    Ok(())
+}
+
+/// What [`add_unwind_info`] added.
+struct Unwind {
+    /// Per site: whether its trampoline has an FDE.
+    per_site: Vec<bool>,
+    /// The new `.eh_frame_hdr`: address and size.
+    eh_frame_hdr: Option<(u64, u64)>,
+}
+
+/// Appends FDEs for the trampolines inside functions that have one, then a new `.eh_frame_hdr`
+/// whose table has them besides the program's own.
+fn add_unwind_info(
+    input: &str,
+    elf: &Elf<'_>,
+    an: &Analysis<'_>,
+    laid_out: &[(usize, u64, kml_shim::Trampoline)],
+    code: &mut CodeSegment,
+) -> Result<Unwind, Error> {
+    let mut unwind = Unwind {
+        per_site: vec![false; an.sites.len()],
+        eh_frame_hdr: None,
+    };
+    let Some(mut table) = eh_hdr_table(elf, an) else {
+        return Ok(unwind);
+    };
+    let fde_base = code.next(8).ok_or_else(overflow(input))?;
+    let fdes = trampoline_fdes(
+        elf,
+        an,
+        laid_out,
+        fde_base,
+        &mut table,
+        &mut unwind.per_site,
+    );
+    if fdes.is_empty() {
+        return Ok(unwind);
+    }
+    code.put(fde_base, 0, &fdes);
+    let hdr_vaddr = code.next(8).ok_or_else(overflow(input))?;
+    if let Some(hdr) = cfi::write_hdr(hdr_vaddr, an.eh.vaddr, &mut table) {
+        code.put(hdr_vaddr, 0, &hdr);
+        unwind.eh_frame_hdr = Some((hdr_vaddr, hdr.len() as u64));
+    } else {
+        unwind.per_site.iter_mut().for_each(|u| *u = false);
+    }
+    Ok(unwind)
+}
+
+/// The original binary-search table `(initial_loc, fde)`, or one made from `.eh_frame` when the
+/// program has none (static non-PIE programs: their unwinder finds `.eh_frame` through
+/// `__register_frame_info`, and the trampolines' FDEs through the new `PT_GNU_EH_FRAME`).
+fn eh_hdr_table(elf: &Elf<'_>, an: &Analysis<'_>) -> Option<Vec<(u64, u64)>> {
+    elf.phdrs
         .iter()
-        .position(|p| p.p_type == elf::PT_GNU_EH_FRAME);
-    {
-        // The original binary-search table, or one made from .eh_frame when the program has
-        // none (static non-PIE programs: their unwinder finds .eh_frame through
-        // __register_frame_info, and the trampolines' FDEs through the new PT_GNU_EH_FRAME).
-        let old_table = eh_ph
-            .and_then(|i| {
-                let p = elf.phdrs[i];
-                elf::slice(data, p.p_offset, p.p_filesz)
-                    .and_then(|b| cfi::read_hdr_table(b, p.p_vaddr))
-            })
-            .or_else(|| {
-                (an.eh.skipped == 0 && !an.eh.records.is_empty())
-                    .then(|| an.eh.records.iter().map(|f| (f.start, f.vaddr)).collect())
-            });
-        if let Some(mut table) = old_table {
-            let mut fdes: Vec<u8> = Vec::new();
-            let fde_base = align_up(rx_vaddr + rx.len() as u64, 8).ok_or_else(overflow)?;
-            for (idx, at, t) in &laid_out {
-                let s = &an.sites[*idx];
-                let Some((start, end)) = s.window else {
-                    continue;
-                };
-                let Some(fde) = cfi::covering(&an.eh, start, end) else {
-                    continue;
-                };
-                let o = &t.instruction_offsets;
-                let (nb, na) = (s.before.len(), s.after.len());
-                if o.len() != nb + na + 8 {
-                    continue;
-                }
-                let mut map = Vec::with_capacity(nb + na + 6);
-                for (i, ins) in s.before.iter().enumerate() {
-                    map.push(cfi::MapPoint {
-                        offset: o[i] as u64,
-                        orig: ins.ip(),
-                        cfa_adjust: 0,
-                    });
-                }
-                let pt = |k: usize, orig: u64, adj: i64| cfi::MapPoint {
-                    offset: o[k] as u64,
-                    orig,
-                    cfa_adjust: adj,
-                };
-                map.push(pt(nb, s.address, 0)); // mov rcx, [slot]
-                map.push(pt(nb + 3, s.address, kml_shim::RED_ZONE)); // call rcx, rsp 128 lower
-                map.push(pt(nb + 5, s.address, 0)); // jmp .after
-                map.push(pt(nb + 6, s.address, 0)); // .real: syscall
-                for (j, ins) in s.after.iter().enumerate() {
-                    map.push(pt(nb + 7 + j, ins.ip(), 0));
-                }
-                map.push(pt(nb + 7 + na, end, 0)); // jmp resume
-                let fde_vaddr = fde_base + fdes.len() as u64;
-                let pie = elf.e_type == object::elf::ET_DYN;
-                if let Some(rec) = cfi::trampoline_fde(
-                    &an.eh,
-                    fde,
-                    fde_vaddr,
-                    *at,
-                    t.bytes.len() as u64,
-                    &map,
-                    pie,
-                ) {
-                    fdes.extend_from_slice(&rec);
-                    table.push((*at, fde_vaddr));
-                    unwind[*idx] = true;
-                }
-            }
-            if !fdes.is_empty() {
-                rx.resize((fde_base - rx_vaddr) as usize, 0);
-                rx.extend_from_slice(&fdes);
-                let hdr_vaddr = align_up(rx_vaddr + rx.len() as u64, 8).ok_or_else(overflow)?;
-                if let Some(hdr) = cfi::write_hdr(hdr_vaddr, an.eh.vaddr, &mut table) {
-                    rx.resize((hdr_vaddr - rx_vaddr) as usize, 0);
-                    rx.extend_from_slice(&hdr);
-                    new_eh_hdr = Some((hdr_vaddr, hdr.len() as u64));
-                } else {
-                    unwind.iter_mut().for_each(|u| *u = false);
-                }
-            }
+        .position(|p| p.p_type == elf::PT_GNU_EH_FRAME)
+        .and_then(|i| {
+            let p = elf.phdrs[i];
+            elf::slice(elf.data, p.p_offset, p.p_filesz)
+                .and_then(|b| cfi::read_hdr_table(b, p.p_vaddr))
+        })
+        .or_else(|| {
+            (an.eh.skipped == 0 && !an.eh.records.is_empty())
+                .then(|| an.eh.records.iter().map(|f| (f.start, f.vaddr)).collect())
+        })
+}
+
+/// The FDEs, placed from `fde_base`, of the trampolines whose windows lie in a function with
+/// one; each is added to `table` and marked in `has_fde`.
+fn trampoline_fdes(
+    elf: &Elf<'_>,
+    an: &Analysis<'_>,
+    laid_out: &[(usize, u64, kml_shim::Trampoline)],
+    fde_base: u64,
+    table: &mut Vec<(u64, u64)>,
+    has_fde: &mut [bool],
+) -> Vec<u8> {
+    let pie = elf.e_type == object::elf::ET_DYN;
+    let mut fdes: Vec<u8> = Vec::new();
+    for (idx, at, t) in laid_out {
+        let s = &an.sites[*idx];
+        let Some((start, end)) = s.window else {
+            continue;
+        };
+        let Some(fde) = cfi::covering(&an.eh, start, end) else {
+            continue;
+        };
+        let Some(map) = trampoline_map(s, t, end) else {
+            continue;
+        };
+        let fde_vaddr = fde_base + fdes.len() as u64;
+        let len = t.bytes.len() as u64;
+        if let Some(rec) = cfi::trampoline_fde(&an.eh, fde, fde_vaddr, *at, len, &map, pie) {
+            fdes.extend_from_slice(&rec);
+            table.push((*at, fde_vaddr));
+            has_fde[*idx] = true;
         }
     }
-    let rx_size = rx.len() as u64;
+    fdes
+}
 
-    // Program headers: PT_PHDR moved, the two new PT_LOADs after the last PT_LOAD.
-    let slot_ph = Phdr {
-        p_type: elf::PT_LOAD,
-        p_flags: elf::PF_R | elf::PF_W,
-        p_offset: rw_off,
-        p_vaddr: rw_vaddr,
-        p_paddr: rw_vaddr,
-        p_filesz: 8,
-        p_memsz: 8,
-        p_align: PAGE,
+/// Each instruction of the trampoline `t` of site `s` (window ending at `end`) and the
+/// original address whose unwind row it takes; `None` when `t` has an unexpected shape.
+fn trampoline_map(s: &SiteInfo, t: &kml_shim::Trampoline, end: u64) -> Option<Vec<cfi::MapPoint>> {
+    let o = &t.instruction_offsets;
+    let (nb, na) = (s.before.len(), s.after.len());
+    if o.len() != nb + na + 8 {
+        return None;
+    }
+    let mut map = Vec::with_capacity(nb + na + 6);
+    for (i, ins) in s.before.iter().enumerate() {
+        map.push(cfi::MapPoint {
+            offset: o[i] as u64,
+            orig: ins.ip(),
+            cfa_adjust: 0,
+        });
+    }
+    let pt = |k: usize, orig: u64, adj: i64| cfi::MapPoint {
+        offset: o[k] as u64,
+        orig,
+        cfa_adjust: adj,
     };
-    let code_ph = Phdr {
-        p_type: elf::PT_LOAD,
-        p_flags: elf::PF_R | elf::PF_X,
-        p_offset: rx_off,
-        p_vaddr: rx_vaddr,
-        p_paddr: rx_vaddr,
-        p_filesz: rx_size,
-        p_memsz: rx_size,
-        p_align: PAGE,
-    };
+    map.push(pt(nb, s.address, 0)); // mov rcx, [slot]
+    map.push(pt(nb + 3, s.address, kml_shim::RED_ZONE)); // call rcx, rsp 128 lower
+    map.push(pt(nb + 5, s.address, 0)); // jmp .after
+    map.push(pt(nb + 6, s.address, 0)); // .real: syscall
+    for (j, ins) in s.after.iter().enumerate() {
+        map.push(pt(nb + 7 + j, ins.ip(), 0));
+    }
+    map.push(pt(nb + 7 + na, end, 0)); // jmp resume
+    Some(map)
+}
+
+/// The output's program headers: the input's, with `PT_PHDR` moved into the code segment and
+/// `PT_GNU_EH_FRAME` pointing at the new `.eh_frame_hdr` (added last when the input had none),
+/// and the two new `PT_LOAD`s after the last `PT_LOAD`.
+fn program_headers(
+    input: &str,
+    elf: &Elf<'_>,
+    layout: &Layout,
+    rx_size: u64,
+    eh_frame_hdr: Option<(u64, u64)>,
+) -> Result<Vec<Phdr>, Error> {
     let last_load = elf
         .phdrs
         .iter()
         .rposition(|p| p.p_type == elf::PT_LOAD)
         .ok_or_else(|| layout_err(input, "no PT_LOAD"))?;
-    let add_eh_ph = eh_ph.is_none() && new_eh_hdr.is_some();
-    let new_phnum = old_phnum + 2 + usize::from(add_eh_ph);
-    let phdr_size = (new_phnum * elf::PHDR_SIZE) as u64;
-    let mut phdrs: Vec<Phdr> = Vec::with_capacity(new_phnum);
+    let had_eh_ph = elf.phdrs.iter().any(|p| p.p_type == elf::PT_GNU_EH_FRAME);
+    let add_eh_ph = !had_eh_ph && eh_frame_hdr.is_some();
+    let phnum = elf.phdrs.len() + 2 + usize::from(add_eh_ph);
+    let phdr_size = (phnum * elf::PHDR_SIZE) as u64;
+    let mut phdrs: Vec<Phdr> = Vec::with_capacity(phnum);
     for (i, p) in elf.phdrs.iter().enumerate() {
         let mut p = *p;
-        if let (elf::PT_GNU_EH_FRAME, Some((v, n))) = (p.p_type, new_eh_hdr) {
-            p.p_offset = rx_off + (v - rx_vaddr);
+        if let (elf::PT_GNU_EH_FRAME, Some((v, n))) = (p.p_type, eh_frame_hdr) {
+            p.p_offset = layout.rx_offset(v);
             p.p_vaddr = v;
             p.p_paddr = v;
             p.p_filesz = n;
             p.p_memsz = n;
         }
         if p.p_type == elf::PT_PHDR {
-            p.p_offset = rx_off + header_len;
-            p.p_vaddr = phdr_vaddr;
-            p.p_paddr = phdr_vaddr;
+            p.p_offset = layout.phoff();
+            p.p_vaddr = layout.phdr_vaddr();
+            p.p_paddr = layout.phdr_vaddr();
             p.p_filesz = phdr_size;
             p.p_memsz = phdr_size;
         }
         phdrs.push(p);
         if i == last_load {
-            phdrs.push(slot_ph);
-            phdrs.push(code_ph);
+            phdrs.extend(layout.loads(rx_size));
         }
     }
-    if let (true, Some((v, n))) = (add_eh_ph, new_eh_hdr) {
+    if let (true, Some((v, n))) = (add_eh_ph, eh_frame_hdr) {
         phdrs.push(Phdr {
             p_type: elf::PT_GNU_EH_FRAME,
             p_flags: elf::PF_R,
-            p_offset: rx_off + (v - rx_vaddr),
+            p_offset: layout.rx_offset(v),
             p_vaddr: v,
             p_paddr: v,
             p_filesz: n,
@@ -395,124 +648,86 @@ fn build(
             p_align: 4,
         });
     }
-    for (n, p) in phdrs.iter().enumerate() {
-        let at = header_len as usize + n * elf::PHDR_SIZE;
-        rx[at..at + elf::PHDR_SIZE].copy_from_slice(&p.to_bytes());
+    Ok(phdrs)
+}
+
+/// Appends a copy of `.shstrtab` with the two new names, then a copy of the section header
+/// table with `.lupine.slot` and `.lupine.text` added. Returns the new table's offset and
+/// number of entries, or `None` when the input has no section header table to copy.
+fn append_section_headers(
+    input: &str,
+    elf: &Elf<'_>,
+    layout: &Layout,
+    rx_size: u64,
+    out: &mut Vec<u8>,
+) -> Result<Option<(u64, u16)>, Error> {
+    let Some(shstrndx) = copyable_shstrndx(elf) else {
+        return Ok(None);
+    };
+    let Some(strtab) = elf.sections[shstrndx].data(elf.data) else {
+        return Ok(None);
+    };
+    let mut strings = strtab.to_vec();
+    let text_name = add_name(&mut strings, TEXT_NAME);
+    let slot_name = add_name(&mut strings, SLOT_NAME);
+    let str_off = out.len() as u64;
+    out.extend_from_slice(&strings);
+    out.resize(
+        align_up(out.len() as u64, 8).ok_or_else(overflow(input))? as usize,
+        0,
+    );
+    let mut secs: Vec<Section> = elf.sections.clone();
+    secs[shstrndx].sh_offset = str_off;
+    secs[shstrndx].sh_size = strings.len() as u64;
+    secs.extend(layout.sections(rx_size, slot_name, text_name));
+    let shoff = out.len() as u64;
+    for s in &secs {
+        out.extend_from_slice(&s.to_bytes());
     }
+    Ok(Some((shoff, secs.len() as u16)))
+}
 
-    out.resize(rw_off as usize, 0);
-    out.extend_from_slice(&[0u8; 8]);
-    out.resize(rx_off as usize, 0);
-    out.extend_from_slice(&rx);
-
-    // Section headers: a copy of the table with .lupine.slot and .lupine.text added.
-    let mut sections_added = false;
-    let mut new_shoff = elf.e_shoff;
-    let mut new_shnum = elf.e_shnum;
+/// The index of `.shstrtab` when the section header table is whole and has room for two more.
+fn copyable_shstrndx(elf: &Elf<'_>) -> Option<usize> {
     let shstrndx = usize::from(elf.e_shstrndx);
-    if elf.e_shoff != 0
+    (elf.e_shoff != 0
         && !elf.sections.is_empty()
         && usize::from(elf.e_shnum) == elf.sections.len()
         && elf.sections.len() + 2 < 0xff00
         && shstrndx != 0
-        && shstrndx < elf.sections.len()
-    {
-        if let Some(strtab) = elf.sections[shstrndx].data(data) {
-            let mut strings = strtab.to_vec();
-            let text_name = strings.len() as u32;
-            strings.extend_from_slice(TEXT_NAME.as_bytes());
-            strings.push(0);
-            let slot_name = strings.len() as u32;
-            strings.extend_from_slice(SLOT_NAME.as_bytes());
-            strings.push(0);
-            let str_off = out.len() as u64;
-            out.extend_from_slice(&strings);
-            out.resize(
-                align_up(out.len() as u64, 8).ok_or_else(overflow)? as usize,
-                0,
-            );
-            let mut secs: Vec<Section> = elf.sections.clone();
-            secs[shstrndx].sh_offset = str_off;
-            secs[shstrndx].sh_size = strings.len() as u64;
-            secs.push(Section {
-                name: SLOT_NAME.into(),
-                sh_name: slot_name,
-                sh_type: elf::SHT_PROGBITS,
-                sh_flags: elf::SHF_ALLOC | elf::SHF_WRITE,
-                sh_addr: rw_vaddr,
-                sh_offset: rw_off,
-                sh_size: 8,
-                sh_link: 0,
-                sh_info: 0,
-                sh_addralign: 8,
-                sh_entsize: 0,
-            });
-            secs.push(Section {
-                name: TEXT_NAME.into(),
-                sh_name: text_name,
-                sh_type: elf::SHT_PROGBITS,
-                sh_flags: elf::SHF_ALLOC | elf::SHF_EXECINSTR,
-                sh_addr: rx_vaddr,
-                sh_offset: rx_off,
-                sh_size: rx_size,
-                sh_link: 0,
-                sh_info: 0,
-                sh_addralign: TRAMPOLINE_ALIGN,
-                sh_entsize: 0,
-            });
-            new_shoff = out.len() as u64;
-            for s in &secs {
-                out.extend_from_slice(&s.to_bytes());
-            }
-            new_shnum = secs.len() as u16;
-            sections_added = true;
-        }
-    }
-
-    // ELF header.
-    let stub_entry = stub_vaddr;
-    out[24..32].copy_from_slice(&stub_entry.to_le_bytes());
-    out[32..40].copy_from_slice(&(rx_off + header_len).to_le_bytes());
-    out[40..48].copy_from_slice(&new_shoff.to_le_bytes());
-    out[56..58].copy_from_slice(&(new_phnum as u16).to_le_bytes());
-    out[60..62].copy_from_slice(&new_shnum.to_le_bytes());
-
-    let report = make_report(
-        input,
-        output,
-        elf,
-        an,
-        &out,
-        RxInfo {
-            tramps,
-            unwind,
-            eh_frame_hdr: new_eh_hdr.map(|h| h.0),
-            rw_off,
-            rw_vaddr,
-            rx_off,
-            rx_vaddr,
-            rx_size,
-            stub_vaddr,
-            sections_added,
-        },
-    );
-    Ok(Relinked { bytes: out, report })
+        && shstrndx < elf.sections.len())
+    .then_some(shstrndx)
 }
 
+/// Appends `name` and its NUL to a string table; returns its offset.
+fn add_name(strings: &mut Vec<u8>, name: &str) -> u32 {
+    let at = strings.len() as u32;
+    strings.extend_from_slice(name.as_bytes());
+    strings.push(0);
+    at
+}
+
+/// Points the ELF header at the entry stub and at the moved tables.
+fn write_elf_header(out: &mut [u8], layout: &Layout, phnum: usize, shoff: u64, shnum: u16) {
+    out[24..32].copy_from_slice(&layout.stub_vaddr.to_le_bytes()); // e_entry
+    out[32..40].copy_from_slice(&layout.phoff().to_le_bytes()); // e_phoff
+    out[40..48].copy_from_slice(&shoff.to_le_bytes()); // e_shoff
+    out[56..58].copy_from_slice(&(phnum as u16).to_le_bytes()); // e_phnum
+    out[60..62].copy_from_slice(&shnum.to_le_bytes()); // e_shnum
+}
+
+/// What the report tells of the added segments.
 struct RxInfo {
     /// Per site: the trampoline and its real-path syscall, and whether it has an FDE.
     tramps: Vec<Option<(u64, u64)>>,
     unwind: Vec<bool>,
     eh_frame_hdr: Option<u64>,
-    rw_off: u64,
-    rw_vaddr: u64,
-    rx_off: u64,
-    rx_vaddr: u64,
+    layout: Layout,
     rx_size: u64,
-    stub_vaddr: u64,
     sections_added: bool,
 }
 
+/// The JSON report: every site with its decision, the counts, and the added segments.
 fn make_report(
     input: &str,
     output: &str,
@@ -525,37 +740,12 @@ fn make_report(
     let mut sites = Vec::with_capacity(an.sites.len());
     let mut rewritten = 0;
     for ((s, t), &uw) in an.sites.iter().zip(&rx.tramps).zip(&rx.unwind) {
-        let (status, kind, reason) = match (&s.kept, t) {
-            (None, Some(_)) => {
-                rewritten += 1;
-                ("rewritten", None, None)
-            }
-            (Some(k), _) => {
-                *kept_by_reason.entry(k.kind().to_string()).or_insert(0u64) += 1;
-                ("kept", Some(k.kind().to_string()), Some(k.to_string()))
-            }
-            (None, None) => (
-                "kept",
-                Some("encode".to_string()),
-                Some("not laid out".to_string()),
-            ),
-        };
-        let window = s.window.filter(|_| t.is_some());
-        sites.push(report::Site {
-            address: hex(s.address),
-            symbol: s.symbol.clone(),
-            status: status.into(),
-            syscall_number: s.number,
-            syscall_name: s.number.and_then(crate::syscalls::name).map(String::from),
-            reason_kind: kind,
-            reason,
-            window_start: window.map(|w| hex(w.0)),
-            window_end: window.map(|w| hex(w.1)),
-            window_bytes: window.map(|w| analyze::window_hex(elf, w.0, w.1)),
-            trampoline: t.map(|t| hex(t.0)),
-            trampoline_syscall: t.map(|t| hex(t.1)),
-            unwind_info: t.is_some().then_some(uw),
-        });
+        match (&s.kept, t) {
+            (None, Some(_)) => rewritten += 1,
+            (Some(k), _) => *kept_by_reason.entry(k.kind().to_string()).or_insert(0u64) += 1,
+            (None, None) => {}
+        }
+        sites.push(site_report(elf, s, *t, uw));
     }
     let total = an.sites.len() as u64;
     Report {
@@ -579,39 +769,74 @@ fn make_report(
         bytes_added: (out.len() - elf.data.len()) as u64,
         entry: report::Entry {
             original: hex(elf.e_entry),
-            stub: hex(rx.stub_vaddr),
+            stub: hex(rx.layout.stub_vaddr),
         },
         code_segment: report::Segment {
-            vaddr: hex(rx.rx_vaddr),
-            file_offset: rx.rx_off,
+            vaddr: hex(rx.layout.rx_vaddr),
+            file_offset: rx.layout.rx_off,
             size: rx.rx_size,
             flags: "R+X".into(),
         },
         slot_segment: report::Segment {
-            vaddr: hex(rx.rw_vaddr),
-            file_offset: rx.rw_off,
+            vaddr: hex(rx.layout.rw_vaddr),
+            file_offset: rx.layout.rw_off,
             size: 8,
             flags: "R+W".into(),
         },
         sections_added: rx.sections_added,
         trampolines_with_unwind_info: rx.unwind.iter().filter(|&&u| u).count() as u64,
         eh_frame_hdr: rx.eh_frame_hdr.map(hex),
-        analysis: report::AnalysisSummary {
-            code_ranges: an
-                .regions
-                .iter()
-                .map(|r| format!("{} {} {}", r.name, hex(r.start), hex(r.end())))
-                .collect(),
-            instructions: an.instructions as u64,
-            undecodable: an.undecodable as u64,
-            branch_targets: an.targets.len() as u64,
-            fdes: an.fdes as u64,
-            landing_pads: an.landing_pads as u64,
-            eh_frame_records_skipped: an.eh_frame_skipped as u64,
-            symbols: elf.symbols.len() as u64,
-            relocations: elf.relocations.len() as u64,
-        },
+        analysis: analysis_summary(elf, an),
         kept_by_reason,
         sites,
+    }
+}
+
+/// The report of one site, with its trampoline and real-path syscall `t` and whether the
+/// trampoline has an FDE.
+fn site_report(elf: &Elf<'_>, s: &SiteInfo, t: Option<(u64, u64)>, unwind: bool) -> report::Site {
+    let (status, kind, reason) = match (&s.kept, t) {
+        (None, Some(_)) => ("rewritten", None, None),
+        (Some(k), _) => ("kept", Some(k.kind().to_string()), Some(k.to_string())),
+        (None, None) => (
+            "kept",
+            Some("encode".to_string()),
+            Some("not laid out".to_string()),
+        ),
+    };
+    let window = s.window.filter(|_| t.is_some());
+    report::Site {
+        address: hex(s.address),
+        symbol: s.symbol.clone(),
+        status: status.into(),
+        syscall_number: s.number,
+        syscall_name: s.number.and_then(crate::syscalls::name).map(String::from),
+        reason_kind: kind,
+        reason,
+        window_start: window.map(|w| hex(w.0)),
+        window_end: window.map(|w| hex(w.1)),
+        window_bytes: window.map(|w| analyze::window_hex(elf, w.0, w.1)),
+        trampoline: t.map(|t| hex(t.0)),
+        trampoline_syscall: t.map(|t| hex(t.1)),
+        unwind_info: t.is_some().then_some(unwind),
+    }
+}
+
+/// What the analysis found, in numbers.
+fn analysis_summary(elf: &Elf<'_>, an: &Analysis<'_>) -> report::AnalysisSummary {
+    report::AnalysisSummary {
+        code_ranges: an
+            .regions
+            .iter()
+            .map(|r| format!("{} {} {}", r.name, hex(r.start), hex(r.end())))
+            .collect(),
+        instructions: an.instructions as u64,
+        undecodable: an.undecodable as u64,
+        branch_targets: an.targets.len() as u64,
+        fdes: an.fdes as u64,
+        landing_pads: an.landing_pads as u64,
+        eh_frame_records_skipped: an.eh_frame_skipped as u64,
+        symbols: elf.symbols.len() as u64,
+        relocations: elf.relocations.len() as u64,
     }
 }

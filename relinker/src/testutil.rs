@@ -146,6 +146,48 @@ struct Sh {
     entsize: u64,
 }
 
+impl Sh {
+    /// A section without link, info or entry size.
+    fn new(
+        name: &'static str,
+        ty: u32,
+        flags: u64,
+        addr: u64,
+        off: u64,
+        size: u64,
+        align: u64,
+    ) -> Sh {
+        Sh {
+            name,
+            ty,
+            flags,
+            addr,
+            off,
+            size,
+            link: 0,
+            info: 0,
+            align,
+            entsize: 0,
+        }
+    }
+
+    /// The section header, named at `name` in `.shstrtab`.
+    fn to_bytes(&self, name: u32) -> [u8; 64] {
+        let mut b = [0u8; 64];
+        b[0..4].copy_from_slice(&name.to_le_bytes());
+        b[4..8].copy_from_slice(&self.ty.to_le_bytes());
+        b[8..16].copy_from_slice(&self.flags.to_le_bytes());
+        b[16..24].copy_from_slice(&self.addr.to_le_bytes());
+        b[24..32].copy_from_slice(&self.off.to_le_bytes());
+        b[32..40].copy_from_slice(&self.size.to_le_bytes());
+        b[40..44].copy_from_slice(&self.link.to_le_bytes());
+        b[44..48].copy_from_slice(&self.info.to_le_bytes());
+        b[48..56].copy_from_slice(&self.align.to_le_bytes());
+        b[56..64].copy_from_slice(&self.entsize.to_le_bytes());
+        b
+    }
+}
+
 fn put(v: &mut Vec<u8>, at: usize, b: &[u8]) {
     if v.len() < at + b.len() {
         v.resize(at + b.len(), 0);
@@ -186,36 +228,76 @@ fn eh_frame(at: u64, start: u64, len: u64) -> Vec<u8> {
     e
 }
 
+/// Where the synthetic program's parts are, in the file and in memory.
+struct Layout {
+    base: u64,
+    text_off: u64,
+    rodata_off: u64,
+    data_off: u64,
+    interp_off: u64,
+}
+
+impl Layout {
+    fn new(pie: bool) -> Layout {
+        let rodata_off = 0x2000u64;
+        Layout {
+            base: if pie { 0 } else { 0x40_0000 },
+            text_off: 0x1000,
+            rodata_off,
+            data_off: 0x3000,
+            interp_off: rodata_off + 0x800,
+        }
+    }
+    fn text(&self) -> u64 {
+        self.base + self.text_off
+    }
+    fn rodata(&self) -> u64 {
+        self.base + self.rodata_off
+    }
+    fn data(&self) -> u64 {
+        self.base + self.data_off
+    }
+    fn eh_at(&self) -> u64 {
+        self.rodata() + 0x100
+    }
+}
+
 pub fn build(o: &Options) -> Built {
-    let base = if o.pie { 0 } else { 0x40_0000 };
-    let text_off = 0x1000u64;
-    let rodata_off = 0x2000u64;
-    let data_off = 0x3000u64;
-    let text = base + text_off;
-    let rodata = base + rodata_off;
-    let data = base + data_off;
-    let msg = rodata;
-    let eh_at = rodata + 0x100;
+    let l = Layout::new(o.pie);
+    let text = l.text();
     let code = match o.code {
         Some(f) => f(text),
-        None => code(text, data, msg, o.phdr),
+        None => code(text, l.data(), l.rodata(), o.phdr),
     };
-    let eh = eh_frame(eh_at, text, code.len() as u64);
+    let eh = eh_frame(l.eh_at(), text, code.len() as u64);
 
     let mut out = Vec::new();
-    put(&mut out, text_off as usize, &code);
-    put(&mut out, rodata_off as usize, MESSAGE);
+    put(&mut out, l.text_off as usize, &code);
+    put(&mut out, l.rodata_off as usize, MESSAGE);
     if o.eh_frame {
-        put(&mut out, (rodata_off + 0x100) as usize, &eh);
+        put(&mut out, (l.rodata_off + 0x100) as usize, &eh);
     }
-    let interp_off = rodata_off + 0x800;
     if let Some(i) = o.interp {
-        put(&mut out, interp_off as usize, i.as_bytes());
-        put(&mut out, interp_off as usize + i.len(), &[0]);
+        put(&mut out, l.interp_off as usize, i.as_bytes());
+        put(&mut out, l.interp_off as usize + i.len(), &[0]);
     }
-    put(&mut out, data_off as usize, &[0u8; 16]);
+    put(&mut out, l.data_off as usize, &[0u8; 16]);
+    let nph = write_program_headers(&mut out, o, &l, code.len() as u64);
+    let (shoff, shnum, shstrndx) = if o.sections {
+        let eh_len = if o.eh_frame { eh.len() as u64 } else { 0 };
+        write_sections(&mut out, o, &l, code.len() as u64, eh_len)
+    } else {
+        (0, 0, 0)
+    };
+    write_elf_header(&mut out, o.pie, text, nph, shoff, shnum, shstrndx);
+    Built {
+        bytes: out,
+        text_addr: text,
+    }
+}
 
-    // Program headers.
+/// PT_PHDR and PT_INTERP as asked, four PT_LOADs and PT_GNU_STACK; returns their number.
+fn write_program_headers(out: &mut Vec<u8>, o: &Options, l: &Layout, code_len: u64) -> usize {
     let mut ph: Vec<[u64; 8]> = Vec::new(); // type, flags, off, vaddr, filesz, memsz, align (paddr = vaddr)
     let nph = 5 + usize::from(o.phdr) + usize::from(o.interp.is_some());
     if o.phdr {
@@ -223,7 +305,7 @@ pub fn build(o: &Options) -> Built {
             6,
             4,
             64,
-            base + 64,
+            l.base + 64,
             (nph * 56) as u64,
             (nph * 56) as u64,
             8,
@@ -231,247 +313,164 @@ pub fn build(o: &Options) -> Built {
         ]);
     }
     if let Some(i) = o.interp {
-        ph.push([
-            3,
-            4,
-            interp_off,
-            base + interp_off,
-            i.len() as u64 + 1,
-            i.len() as u64 + 1,
-            1,
-            0,
-        ]);
+        let (off, len) = (l.interp_off, i.len() as u64 + 1);
+        ph.push([3, 4, off, l.base + off, len, len, 1, 0]);
     }
-    ph.push([1, 4, 0, base, 0x1000, 0x1000, 0x1000, 0]);
-    ph.push([
-        1,
-        5,
-        text_off,
-        text,
-        code.len() as u64,
-        code.len() as u64,
-        0x1000,
-        0,
-    ]);
-    ph.push([1, 4, rodata_off, rodata, 0x1000, 0x1000, 0x1000, 0]);
-    ph.push([1, 6, data_off, data, 16, 0x2000, 0x1000, 0]);
+    ph.push([1, 4, 0, l.base, 0x1000, 0x1000, 0x1000, 0]);
+    ph.push([1, 5, l.text_off, l.text(), code_len, code_len, 0x1000, 0]);
+    ph.push([1, 4, l.rodata_off, l.rodata(), 0x1000, 0x1000, 0x1000, 0]);
+    ph.push([1, 6, l.data_off, l.data(), 16, 0x2000, 0x1000, 0]);
     ph.push([0x6474_e551, 6, 0, 0, 0, 0, 16, 0]);
     assert_eq!(ph.len(), nph);
     for (n, p) in ph.iter().enumerate() {
         let at = 64 + n * 56;
-        put(&mut out, at, &(p[0] as u32).to_le_bytes());
-        put(&mut out, at + 4, &(p[1] as u32).to_le_bytes());
-        put(&mut out, at + 8, &p[2].to_le_bytes());
-        put(&mut out, at + 16, &p[3].to_le_bytes());
-        put(&mut out, at + 24, &p[3].to_le_bytes());
-        put(&mut out, at + 32, &p[4].to_le_bytes());
-        put(&mut out, at + 40, &p[5].to_le_bytes());
-        put(&mut out, at + 48, &p[6].to_le_bytes());
+        put(out, at, &(p[0] as u32).to_le_bytes());
+        put(out, at + 4, &(p[1] as u32).to_le_bytes());
+        put(out, at + 8, &p[2].to_le_bytes());
+        put(out, at + 16, &p[3].to_le_bytes());
+        put(out, at + 24, &p[3].to_le_bytes());
+        put(out, at + 32, &p[4].to_le_bytes());
+        put(out, at + 40, &p[5].to_le_bytes());
+        put(out, at + 48, &p[6].to_le_bytes());
     }
+    nph
+}
 
-    // Sections: NULL, .text, .rodata, .eh_frame, .data, .bss, .symtab, .strtab, .shstrtab (+ extra).
-    let (mut shoff, mut shnum, mut shstrndx) = (0u64, 0u16, 0u16);
-    if o.sections {
-        let strtab_off = out.len().max(0x4000) as u64;
-        let mut strtab = vec![0u8];
-        let start_name = strtab.len() as u32;
-        strtab.extend_from_slice(b"_start\0");
-        let mut extra = Vec::new();
-        for (name, off, size, func) in &o.symbols {
-            let n = strtab.len() as u32;
-            strtab.extend_from_slice(name.as_bytes());
-            strtab.push(0);
-            let mut s = [0u8; 24];
-            s[0..4].copy_from_slice(&n.to_le_bytes());
-            s[4] = if *func { 0x12 } else { 0x10 };
-            s[6..8].copy_from_slice(&1u16.to_le_bytes());
-            s[8..16].copy_from_slice(&(text + off).to_le_bytes());
-            s[16..24].copy_from_slice(&size.to_le_bytes());
-            extra.push(s);
-        }
-        let symtab_off = (strtab_off + strtab.len() as u64 + 7) & !7;
-        let mut symtab = vec![0u8; 24];
-        let mut s = [0u8; 24];
-        s[0..4].copy_from_slice(&start_name.to_le_bytes());
-        s[4] = 0x12; // GLOBAL FUNC
-        s[6..8].copy_from_slice(&1u16.to_le_bytes());
-        s[8..16].copy_from_slice(&text.to_le_bytes());
-        s[16..24].copy_from_slice(&(code.len() as u64).to_le_bytes());
-        symtab.extend_from_slice(&s);
-        for e in &extra {
-            symtab.extend_from_slice(e);
-        }
-        put(&mut out, strtab_off as usize, &strtab);
-        put(&mut out, symtab_off as usize, &symtab);
-        let mut secs = vec![
-            Sh {
-                name: "",
-                ty: 0,
-                flags: 0,
-                addr: 0,
-                off: 0,
-                size: 0,
-                link: 0,
-                info: 0,
-                align: 0,
-                entsize: 0,
-            },
-            Sh {
-                name: ".text",
-                ty: 1,
-                flags: 6,
-                addr: text,
-                off: text_off,
-                size: code.len() as u64,
-                link: 0,
-                info: 0,
-                align: 16,
-                entsize: 0,
-            },
-            Sh {
-                name: ".rodata",
-                ty: 1,
-                flags: 2,
-                addr: rodata,
-                off: rodata_off,
-                size: MESSAGE.len() as u64,
-                link: 0,
-                info: 0,
-                align: 8,
-                entsize: 0,
-            },
-            Sh {
-                name: ".eh_frame",
-                ty: 1,
-                flags: 2,
-                addr: eh_at,
-                off: rodata_off + 0x100,
-                size: if o.eh_frame { eh.len() as u64 } else { 0 },
-                link: 0,
-                info: 0,
-                align: 8,
-                entsize: 0,
-            },
-            Sh {
-                name: ".data",
-                ty: 1,
-                flags: 3,
-                addr: data,
-                off: data_off,
-                size: 16,
-                link: 0,
-                info: 0,
-                align: 8,
-                entsize: 0,
-            },
-            Sh {
-                name: ".bss",
-                ty: 8,
-                flags: 3,
-                addr: data + 16,
-                off: data_off + 16,
-                size: 0x1ff0,
-                link: 0,
-                info: 0,
-                align: 8,
-                entsize: 0,
-            },
-            Sh {
-                name: ".symtab",
-                ty: 2,
-                flags: 0,
-                addr: 0,
-                off: symtab_off,
-                size: symtab.len() as u64,
-                link: 7,
-                info: 1,
-                align: 8,
-                entsize: 24,
-            },
-            Sh {
-                name: ".strtab",
-                ty: 3,
-                flags: 0,
-                addr: 0,
-                off: strtab_off,
-                size: strtab.len() as u64,
-                link: 0,
-                info: 0,
-                align: 1,
-                entsize: 0,
-            },
-            Sh {
-                name: ".shstrtab",
-                ty: 3,
-                flags: 0,
-                addr: 0,
-                off: 0,
-                size: 0,
-                link: 0,
-                info: 0,
-                align: 1,
-                entsize: 0,
-            },
-        ];
-        if let Some(n) = o.extra_section {
-            secs.push(Sh {
-                name: n,
-                ty: 1,
-                flags: 2,
-                addr: rodata + 0x400,
-                off: rodata_off + 0x400,
-                size: 16,
-                link: 0,
-                info: 0,
-                align: 8,
-                entsize: 0,
-            });
-        }
-        let mut shstr = vec![0u8];
-        let mut names = Vec::new();
-        for s in &secs {
-            if s.name.is_empty() {
-                names.push(0u32);
-            } else {
-                names.push(shstr.len() as u32);
-                shstr.extend_from_slice(s.name.as_bytes());
-                shstr.push(0);
-            }
-        }
-        let shstr_off = out.len() as u64;
-        out.extend_from_slice(&shstr);
-        secs[8].off = shstr_off;
-        secs[8].size = shstr.len() as u64;
-        shoff = (out.len() as u64 + 7) & !7;
-        out.resize(shoff as usize, 0);
-        for (s, n) in secs.iter().zip(&names) {
-            let mut b = [0u8; 64];
-            b[0..4].copy_from_slice(&n.to_le_bytes());
-            b[4..8].copy_from_slice(&s.ty.to_le_bytes());
-            b[8..16].copy_from_slice(&s.flags.to_le_bytes());
-            b[16..24].copy_from_slice(&s.addr.to_le_bytes());
-            b[24..32].copy_from_slice(&s.off.to_le_bytes());
-            b[32..40].copy_from_slice(&s.size.to_le_bytes());
-            b[40..44].copy_from_slice(&s.link.to_le_bytes());
-            b[44..48].copy_from_slice(&s.info.to_le_bytes());
-            b[48..56].copy_from_slice(&s.align.to_le_bytes());
-            b[56..64].copy_from_slice(&s.entsize.to_le_bytes());
-            out.extend_from_slice(&b);
-        }
-        shnum = secs.len() as u16;
-        shstrndx = 8;
+/// A symbol table entry: name offset, st_info, section 1 (.text), value, size.
+fn symbol(name: u32, info: u8, value: u64, size: u64) -> [u8; 24] {
+    let mut s = [0u8; 24];
+    s[0..4].copy_from_slice(&name.to_le_bytes());
+    s[4] = info;
+    s[6..8].copy_from_slice(&1u16.to_le_bytes());
+    s[8..16].copy_from_slice(&value.to_le_bytes());
+    s[16..24].copy_from_slice(&size.to_le_bytes());
+    s
+}
+
+/// `.strtab` and `.symtab`: `_start` over the whole code, then the extra symbols.
+fn symbol_tables(o: &Options, text: u64, code_len: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut strtab = vec![0u8];
+    let start_name = strtab.len() as u32;
+    strtab.extend_from_slice(b"_start\0");
+    let mut extra = Vec::new();
+    for (name, off, size, func) in &o.symbols {
+        let n = strtab.len() as u32;
+        strtab.extend_from_slice(name.as_bytes());
+        strtab.push(0);
+        extra.push(symbol(
+            n,
+            if *func { 0x12 } else { 0x10 },
+            text + off,
+            *size,
+        ));
     }
+    let mut symtab = vec![0u8; 24];
+    symtab.extend_from_slice(&symbol(start_name, 0x12, text, code_len)); // GLOBAL FUNC
+    for e in &extra {
+        symtab.extend_from_slice(e);
+    }
+    (strtab, symtab)
+}
 
-    // ELF header.
+/// Sections: NULL, .text, .rodata, .eh_frame, .data, .bss, .symtab, .strtab, .shstrtab (+ extra).
+/// Appends the tables and returns e_shoff, e_shnum and e_shstrndx.
+fn write_sections(
+    out: &mut Vec<u8>,
+    o: &Options,
+    l: &Layout,
+    code_len: u64,
+    eh_len: u64,
+) -> (u64, u16, u16) {
+    let strtab_off = out.len().max(0x4000) as u64;
+    let (strtab, symtab) = symbol_tables(o, l.text(), code_len);
+    let symtab_off = (strtab_off + strtab.len() as u64 + 7) & !7;
+    put(out, strtab_off as usize, &strtab);
+    put(out, symtab_off as usize, &symtab);
+    let (data, rodata) = (l.data(), l.rodata());
+    let mut secs = vec![
+        Sh::new("", 0, 0, 0, 0, 0, 0),
+        Sh::new(".text", 1, 6, l.text(), l.text_off, code_len, 16),
+        Sh::new(
+            ".rodata",
+            1,
+            2,
+            rodata,
+            l.rodata_off,
+            MESSAGE.len() as u64,
+            8,
+        ),
+        Sh::new(
+            ".eh_frame",
+            1,
+            2,
+            l.eh_at(),
+            l.rodata_off + 0x100,
+            eh_len,
+            8,
+        ),
+        Sh::new(".data", 1, 3, data, l.data_off, 16, 8),
+        Sh::new(".bss", 8, 3, data + 16, l.data_off + 16, 0x1ff0, 8),
+        Sh {
+            link: 7,
+            info: 1,
+            entsize: 24,
+            ..Sh::new(".symtab", 2, 0, 0, symtab_off, symtab.len() as u64, 8)
+        },
+        Sh::new(".strtab", 3, 0, 0, strtab_off, strtab.len() as u64, 1),
+        Sh::new(".shstrtab", 3, 0, 0, 0, 0, 1),
+    ];
+    if let Some(n) = o.extra_section {
+        secs.push(Sh::new(
+            n,
+            1,
+            2,
+            rodata + 0x400,
+            l.rodata_off + 0x400,
+            16,
+            8,
+        ));
+    }
+    let mut shstr = vec![0u8];
+    let mut names = Vec::new();
+    for s in &secs {
+        if s.name.is_empty() {
+            names.push(0u32);
+        } else {
+            names.push(shstr.len() as u32);
+            shstr.extend_from_slice(s.name.as_bytes());
+            shstr.push(0);
+        }
+    }
+    let shstr_off = out.len() as u64;
+    out.extend_from_slice(&shstr);
+    secs[8].off = shstr_off;
+    secs[8].size = shstr.len() as u64;
+    let shoff = (out.len() as u64 + 7) & !7;
+    out.resize(shoff as usize, 0);
+    for (s, n) in secs.iter().zip(&names) {
+        out.extend_from_slice(&s.to_bytes(*n));
+    }
+    (shoff, secs.len() as u16, 8)
+}
+
+fn write_elf_header(
+    out: &mut Vec<u8>,
+    pie: bool,
+    entry: u64,
+    nph: usize,
+    shoff: u64,
+    shnum: u16,
+    shstrndx: u16,
+) {
     let mut h = [0u8; 64];
     h[0..4].copy_from_slice(b"\x7fELF");
     h[4] = 2;
     h[5] = 1;
     h[6] = 1;
-    h[16..18].copy_from_slice(&(if o.pie { 3u16 } else { 2u16 }).to_le_bytes());
+    h[16..18].copy_from_slice(&(if pie { 3u16 } else { 2u16 }).to_le_bytes());
     h[18..20].copy_from_slice(&62u16.to_le_bytes());
     h[20..24].copy_from_slice(&1u32.to_le_bytes());
-    h[24..32].copy_from_slice(&text.to_le_bytes());
+    h[24..32].copy_from_slice(&entry.to_le_bytes());
     h[32..40].copy_from_slice(&64u64.to_le_bytes());
     h[40..48].copy_from_slice(&shoff.to_le_bytes());
     h[52..54].copy_from_slice(&64u16.to_le_bytes());
@@ -480,11 +479,7 @@ pub fn build(o: &Options) -> Built {
     h[58..60].copy_from_slice(&64u16.to_le_bytes());
     h[60..62].copy_from_slice(&shnum.to_le_bytes());
     h[62..64].copy_from_slice(&shstrndx.to_le_bytes());
-    put(&mut out, 0, &h);
-    Built {
-        bytes: out,
-        text_addr: text,
-    }
+    put(out, 0, &h);
 }
 
 /// Writes `bytes` as an executable file in a fresh temporary directory and runs it.

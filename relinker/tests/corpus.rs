@@ -70,123 +70,147 @@ fn every_corpus_program_is_relinked_with_a_sane_report() {
         }
         let rep = r.report();
         let sites = sites(name, &rep);
-        let mut p = |cond: bool, what: String| {
-            if !cond {
-                problems.push(format!("{name}: {what}"));
-            }
+        let mut p = Problems {
+            name,
+            list: &mut problems,
         };
-        p(
-            rep.counts.sites == rep.counts.rewritten + rep.counts.kept,
-            format!("counts do not add up: {:?}", rep.counts),
-        );
-        p(
-            rep.counts.sites as usize == sites.len(),
-            format!("{} sites counted, {} listed", rep.counts.sites, sites.len()),
-        );
-        let rewritten = sites.iter().filter(|s| s.rewritten).count() as u64;
-        p(
-            rewritten == rep.counts.rewritten,
-            format!("{rewritten} sites say rewritten"),
-        );
-        let by_reason: u64 = rep.kept_by_reason.values().sum();
-        p(
-            by_reason == rep.counts.kept,
-            format!("kept_by_reason sums to {by_reason}"),
-        );
-        p(rep.counts.sites > 0, "no syscall sites found".into());
-        p(rep.counts.rewritten > 0, "nothing rewritten".into());
-        p(rep.bytes_added > 0, "no bytes added".into());
-        let out_size = fs::metadata(&r.path).unwrap().len();
-        let in_size = fs::metadata(&r.program.path).unwrap().len();
-        p(
-            rep.output_size == out_size && rep.input_size == in_size,
-            format!(
-                "sizes: report says {} -> {}, files are {in_size} -> {out_size}",
-                rep.input_size, rep.output_size
-            ),
-        );
+        check_counts_and_sizes(&mut p, r, &rep, &sites);
         let orig_code = code_ranges(&r.program.path);
         let mut seen = BTreeSet::new();
         for s in &sites {
-            p(
+            p.check(
                 seen.insert(s.address),
                 format!("site {:#x} listed twice", s.address),
             );
-            p(
+            p.check(
                 orig_code
                     .iter()
                     .any(|&(lo, hi)| s.address >= lo && s.address + 2 <= hi),
                 format!("site {:#x} is not in the original code", s.address),
             );
             if s.rewritten {
-                let ok = matches!(s.window, Some((a, b)) if a <= s.address && s.address + 2 <= b && b - a >= 5);
-                p(
-                    ok,
-                    format!("rewritten site {:#x} has window {:?}", s.address, s.window),
-                );
-                p(
-                    s.trampoline.is_some() && s.reason.is_none(),
-                    format!(
-                        "rewritten site {:#x}: trampoline or reason wrong",
-                        s.address
-                    ),
-                );
+                check_rewritten_site(&mut p, s);
             } else {
-                let has_reason = s.reason.as_deref().is_some_and(|t| !t.trim().is_empty())
-                    && s.reason_kind
-                        .as_deref()
-                        .is_some_and(|t| !t.trim().is_empty());
-                p(
-                    has_reason,
-                    format!("kept site {:#x} has no reason", s.address),
-                );
-                p(
-                    s.window.is_none(),
-                    format!("kept site {:#x} has a window", s.address),
-                );
-                // __restore_rt is `mov $15,%rax; syscall`: its number is a constant.
-                let restorer = s
-                    .symbol
-                    .as_deref()
-                    .is_some_and(|x| x.starts_with("__restore_rt+"))
-                    || s.reason
-                        .as_deref()
-                        .is_some_and(|x| x.contains("__restore_rt"));
-                p(
-                    !restorer || s.number == Some(15),
-                    format!(
-                        "__restore_rt site {:#x}: number {:?}, not 15",
-                        s.address, s.number
-                    ),
-                );
+                check_kept_site(&mut p, s);
             }
             // Unstripped programs name each site's function.
             if r.program.kind != Kind::Busybox {
-                p(
+                p.check(
                     s.symbol.as_deref().is_some_and(|x| x.contains('+')),
                     format!("site {:#x} has no symbol+offset: {:?}", s.address, s.symbol),
                 );
             }
         }
-        // The constants at the sites of the hand-written program are known.
         if r.program.kind == Kind::Asm || r.program.kind == Kind::AsmPie {
-            // (110 is set before a jump to its syscall: a constant, if the analysis follows it.)
-            let numbers: BTreeSet<Option<u64>> = sites.iter().map(|s| s.number).collect();
-            let want: BTreeSet<Option<u64>> = [Some(1), Some(24), Some(39), Some(231), None]
-                .into_iter()
-                .collect();
-            let extra: BTreeSet<Option<u64>> = numbers.difference(&want).copied().collect();
-            p(
-                want.is_subset(&numbers) && extra.iter().all(|n| *n == Some(110)),
-                format!("syscall numbers {numbers:?}, expected {want:?} (and perhaps 110)"),
-            );
-            p(
-                sites.len() == 13,
-                format!("{} sites, the source has 13", sites.len()),
-            );
+            check_asm_numbers(&mut p, &sites);
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The report's counts add up and its sizes are the files'.
+fn check_counts_and_sizes(
+    p: &mut Problems<'_>,
+    r: &Relinked,
+    rep: &lupine_relink::Report,
+    sites: &[Site],
+) {
+    p.check(
+        rep.counts.sites == rep.counts.rewritten + rep.counts.kept,
+        format!("counts do not add up: {:?}", rep.counts),
+    );
+    p.check(
+        rep.counts.sites as usize == sites.len(),
+        format!("{} sites counted, {} listed", rep.counts.sites, sites.len()),
+    );
+    let rewritten = sites.iter().filter(|s| s.rewritten).count() as u64;
+    p.check(
+        rewritten == rep.counts.rewritten,
+        format!("{rewritten} sites say rewritten"),
+    );
+    let by_reason: u64 = rep.kept_by_reason.values().sum();
+    p.check(
+        by_reason == rep.counts.kept,
+        format!("kept_by_reason sums to {by_reason}"),
+    );
+    p.check(rep.counts.sites > 0, "no syscall sites found".into());
+    p.check(rep.counts.rewritten > 0, "nothing rewritten".into());
+    p.check(rep.bytes_added > 0, "no bytes added".into());
+    let out_size = fs::metadata(&r.path).unwrap().len();
+    let in_size = fs::metadata(&r.program.path).unwrap().len();
+    p.check(
+        rep.output_size == out_size && rep.input_size == in_size,
+        format!(
+            "sizes: report says {} -> {}, files are {in_size} -> {out_size}",
+            rep.input_size, rep.output_size
+        ),
+    );
+}
+
+/// A rewritten site has a window of at least 5 bytes around its syscall, a trampoline and no
+/// reason.
+fn check_rewritten_site(p: &mut Problems<'_>, s: &Site) {
+    let ok = matches!(s.window, Some((a, b)) if a <= s.address && s.address + 2 <= b && b - a >= 5);
+    p.check(
+        ok,
+        format!("rewritten site {:#x} has window {:?}", s.address, s.window),
+    );
+    p.check(
+        s.trampoline.is_some() && s.reason.is_none(),
+        format!(
+            "rewritten site {:#x}: trampoline or reason wrong",
+            s.address
+        ),
+    );
+}
+
+/// A kept site has a reason and no window; `__restore_rt`'s has the number 15.
+fn check_kept_site(p: &mut Problems<'_>, s: &Site) {
+    let has_reason = s.reason.as_deref().is_some_and(|t| !t.trim().is_empty())
+        && s.reason_kind
+            .as_deref()
+            .is_some_and(|t| !t.trim().is_empty());
+    p.check(
+        has_reason,
+        format!("kept site {:#x} has no reason", s.address),
+    );
+    p.check(
+        s.window.is_none(),
+        format!("kept site {:#x} has a window", s.address),
+    );
+    // __restore_rt is `mov $15,%rax; syscall`: its number is a constant.
+    let restorer = s
+        .symbol
+        .as_deref()
+        .is_some_and(|x| x.starts_with("__restore_rt+"))
+        || s.reason
+            .as_deref()
+            .is_some_and(|x| x.contains("__restore_rt"));
+    p.check(
+        !restorer || s.number == Some(15),
+        format!(
+            "__restore_rt site {:#x}: number {:?}, not 15",
+            s.address, s.number
+        ),
+    );
+}
+
+/// The constants at the sites of the hand-written program are known.
+fn check_asm_numbers(p: &mut Problems<'_>, sites: &[Site]) {
+    // (110 is set before a jump to its syscall: a constant, if the analysis follows it.)
+    let numbers: BTreeSet<Option<u64>> = sites.iter().map(|s| s.number).collect();
+    let want: BTreeSet<Option<u64>> = [Some(1), Some(24), Some(39), Some(231), None]
+        .into_iter()
+        .collect();
+    let extra: BTreeSet<Option<u64>> = numbers.difference(&want).copied().collect();
+    p.check(
+        want.is_subset(&numbers) && extra.iter().all(|n| *n == Some(110)),
+        format!("syscall numbers {numbers:?}, expected {want:?} (and perhaps 110)"),
+    );
+    p.check(
+        sites.len() == 13,
+        format!("{} sites, the source has 13", sites.len()),
+    );
 }
 
 #[test]

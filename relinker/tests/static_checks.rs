@@ -67,16 +67,28 @@ fn bytes_at(info: &ElfInfo, data: &[u8], vaddr: u64, len: u64) -> Option<Vec<u8>
     data.get(off..off + len as usize).map(|b| b.to_vec())
 }
 
+/// The file-backed parts of the executable segments.
+struct CodeRanges(Vec<(u64, u64)>);
+
+impl CodeRanges {
+    fn new(info: &ElfInfo) -> CodeRanges {
+        CodeRanges(
+            info.loads()
+                .filter(|s| s.exec())
+                .map(|s| (s.vaddr, s.vaddr + s.filesz))
+                .collect(),
+        )
+    }
+
+    fn contains(&self, a: u64) -> bool {
+        self.0.iter().any(|&(lo, hi)| a >= lo && a < hi)
+    }
+}
+
 /// Branch targets found here, independently of the relinker's analysis.
 fn independent_targets(data: &[u8], info: &ElfInfo, syms: &Symbols) -> BTreeSet<u64> {
-    let code: Vec<(u64, u64)> = info
-        .loads()
-        .filter(|s| s.exec())
-        .map(|s| (s.vaddr, s.vaddr + s.filesz))
-        .collect();
-    let in_code = |a: u64| code.iter().any(|&(lo, hi)| a >= lo && a < hi);
+    let code = CodeRanges::new(info);
     let mut t = BTreeSet::new();
-
     // Symbol starts and ends.
     for (v, size, _) in &syms.code {
         t.insert(*v);
@@ -84,15 +96,33 @@ fn independent_targets(data: &[u8], info: &ElfInfo, syms: &Symbols) -> BTreeSet<
             t.insert(v + size);
         }
     }
-    // Decoding: between consecutive symbol starts when there are symbols (resynchronising at
-    // each), else each executable segment in one sweep.
+    let rip_rel = decoded_targets(data, info, syms, &code, &mut t);
+    if info.e_type == object::elf::ET_EXEC {
+        data_pointers(data, info, &code, &mut t);
+    }
+    relocation_targets(data, &code, &mut t);
+    jump_table_targets(data, info, &rip_rel, &code, &mut t);
+    t
+}
+
+/// Adds the targets of the decoded code: direct branches and calls, RIP-relative operands
+/// into code and (ET_EXEC) immediates that are code addresses. Decodes between consecutive
+/// symbol starts when there are symbols (resynchronising at each), else each executable
+/// segment in one sweep. Returns the RIP-relative operands outside the code.
+fn decoded_targets(
+    data: &[u8],
+    info: &ElfInfo,
+    syms: &Symbols,
+    code: &CodeRanges,
+    t: &mut BTreeSet<u64>,
+) -> BTreeSet<u64> {
     let mut starts: Vec<u64> = syms
         .code
         .iter()
         .map(|s| s.0)
-        .filter(|&a| in_code(a))
+        .filter(|&a| code.contains(a))
         .collect();
-    for &(lo, _) in &code {
+    for &(lo, _) in &code.0 {
         starts.push(lo);
     }
     starts.sort();
@@ -100,6 +130,7 @@ fn independent_targets(data: &[u8], info: &ElfInfo, syms: &Symbols) -> BTreeSet<
     let mut rip_rel = BTreeSet::new();
     for (i, &start) in starts.iter().enumerate() {
         let seg_end = code
+            .0
             .iter()
             .find(|&&(lo, hi)| start >= lo && start < hi)
             .unwrap()
@@ -128,7 +159,7 @@ fn independent_targets(data: &[u8], info: &ElfInfo, syms: &Symbols) -> BTreeSet<
             }
             if ins.is_ip_rel_memory_operand() {
                 let a = ins.ip_rel_memory_address();
-                if in_code(a) {
+                if code.contains(a) {
                     t.insert(a);
                 } else {
                     rip_rel.insert(a);
@@ -141,48 +172,63 @@ fn independent_targets(data: &[u8], info: &ElfInfo, syms: &Symbols) -> BTreeSet<
                     OpKind::Immediate32to64 | OpKind::Immediate32 | OpKind::Immediate64
                 ) {
                     let v = ins.immediate(op);
-                    if info.e_type == object::elf::ET_EXEC && in_code(v) {
+                    if info.e_type == object::elf::ET_EXEC && code.contains(v) {
                         t.insert(v);
                     }
                 }
             }
         }
     }
-    // Data: 8-byte words that are code addresses (ET_EXEC), in every non-executable segment.
-    if info.e_type == object::elf::ET_EXEC {
-        for s in info.loads().filter(|s| !s.exec()) {
-            let off = s.offset as usize;
-            let bytes = &data[off..off + s.filesz as usize];
-            let skew = (8 - (s.vaddr % 8) as usize) % 8;
-            for c in bytes.get(skew..).unwrap_or(&[]).chunks_exact(8) {
-                let v = u64::from_le_bytes(c.try_into().unwrap());
-                if in_code(v) {
-                    t.insert(v);
-                }
+    rip_rel
+}
+
+/// Adds the 8-byte words that are code addresses, in every non-executable segment.
+fn data_pointers(data: &[u8], info: &ElfInfo, code: &CodeRanges, t: &mut BTreeSet<u64>) {
+    for s in info.loads().filter(|s| !s.exec()) {
+        let off = s.offset as usize;
+        let bytes = &data[off..off + s.filesz as usize];
+        let skew = (8 - (s.vaddr % 8) as usize) % 8;
+        for c in bytes.get(skew..).unwrap_or(&[]).chunks_exact(8) {
+            let v = u64::from_le_bytes(c.try_into().unwrap());
+            if code.contains(v) {
+                t.insert(v);
             }
         }
     }
-    // Relocations (static-PIE): addends that point into code.
+}
+
+/// Adds the relocation addends (static-PIE) that point into code.
+fn relocation_targets(data: &[u8], code: &CodeRanges, t: &mut BTreeSet<u64>) {
     let e = Elf64::parse(data).unwrap();
     let end = e.endian().unwrap();
-    if let Ok(sections) = e.sections(end, data) {
-        for sh in sections.iter() {
-            if sh.sh_type(end) != object::elf::SHT_RELA {
-                continue;
-            }
-            if let Ok(Some((relas, _))) = sh.rela(end, data) {
-                for r in relas {
-                    let a = r.r_addend(end) as u64;
-                    if in_code(a) {
-                        t.insert(a);
-                    }
+    let Ok(sections) = e.sections(end, data) else {
+        return;
+    };
+    for sh in sections.iter() {
+        if sh.sh_type(end) != object::elf::SHT_RELA {
+            continue;
+        }
+        if let Ok(Some((relas, _))) = sh.rela(end, data) {
+            for r in relas {
+                let a = r.r_addend(end) as u64;
+                if code.contains(a) {
+                    t.insert(a);
                 }
             }
         }
     }
-    // Relative jump tables: 32-bit entries from a RIP-relative address in read-only data,
-    // each entry + table address landing in code.
-    for &table in &rip_rel {
+}
+
+/// Adds relative jump tables: 32-bit entries from a RIP-relative address in read-only data,
+/// each entry + table address landing in code.
+fn jump_table_targets(
+    data: &[u8],
+    info: &ElfInfo,
+    rip_rel: &BTreeSet<u64>,
+    code: &CodeRanges,
+    t: &mut BTreeSet<u64>,
+) {
+    for &table in rip_rel {
         let Some(s) = info
             .loads()
             .find(|s| !s.exec() && !s.write() && s.contains(table))
@@ -195,7 +241,7 @@ fn independent_targets(data: &[u8], info: &ElfInfo, syms: &Symbols) -> BTreeSet<
             let b = bytes_at(info, data, a, 4).unwrap();
             let v = i32::from_le_bytes(b.try_into().unwrap()) as i64;
             let target = (table as i64 + v) as u64;
-            if v == 0 || !in_code(target) {
+            if v == 0 || !code.contains(target) {
                 break;
             }
             found.push(target);
@@ -205,7 +251,6 @@ fn independent_targets(data: &[u8], info: &ElfInfo, syms: &Symbols) -> BTreeSet<
             t.extend(found);
         }
     }
-    t
 }
 
 /// FDE starts and landing pads, through the library's .eh_frame reader.
@@ -327,96 +372,131 @@ fn the_original_code_changes_only_inside_windows() {
         let ib = elf_info(&r.path);
         let rep = r.report();
         let sites = sites(name, &rep);
-        let added = added_code(&r.program.path, &r.path);
         let windows: Vec<(u64, u64, &Site)> = sites
             .iter()
             .filter_map(|s| s.window.map(|(x, y)| (x, y, s)))
             .collect();
-        // The ELF header and the original program header table may change.
-        let headers = (0u64, 64u64);
-        let phdrs = (ia.phoff, ia.phoff + 56 * ia.phnum);
-        let mut changed_outside = 0;
-        for s in ia.loads() {
-            let Some(nb) = bytes_at(&ib, &b, s.vaddr, s.filesz) else {
-                problems.push(format!(
-                    "{name}: original segment at {:#x} no longer loaded",
-                    s.vaddr
-                ));
-                continue;
-            };
-            let na = &a[s.offset as usize..(s.offset + s.filesz) as usize];
-            for (i, (x, y)) in na.iter().zip(nb.iter()).enumerate() {
-                if x == y {
-                    continue;
-                }
-                let v = s.vaddr + i as u64;
-                let off = s.offset + i as u64;
-                let in_hdr =
-                    (off >= headers.0 && off < headers.1) || (off >= phdrs.0 && off < phdrs.1);
-                if !in_hdr && !windows.iter().any(|w| v >= w.0 && v < w.1) {
-                    changed_outside += 1;
-                    if changed_outside <= 5 {
-                        problems.push(format!(
-                            "{name}: byte at {v:#x} changed outside every window"
-                        ));
-                    }
-                }
-            }
-        }
-        for (x, y, s) in &windows {
-            let orig = bytes_at(&ia, &a, *x, y - x).unwrap();
-            let new = bytes_at(&ib, &b, *x, y - x).unwrap();
-            let hex: String = orig.iter().map(|c| format!("{c:02x}")).collect();
-            let reported = rep
-                .sites
-                .iter()
-                .find(|rs| rs.address == format!("{:#x}", s.address))
-                .and_then(|rs| rs.window_bytes.clone())
-                .unwrap_or_default()
-                .replace(' ', "");
-            if reported != hex {
-                problems.push(format!(
-                    "{name}: window {x:#x}: report says bytes {reported}, file has {hex}"
-                ));
-            }
-            if new[0] != 0xe9 || new[5..].iter().any(|&c| c != 0xcc) {
-                problems.push(format!(
-                    "{name}: window {x:#x} is not jmp rel32 + int3: {new:02x?}"
-                ));
+        let before = (&ia, &a[..]);
+        let after = (&ib, &b[..]);
+        changes_outside_windows(name, before, after, &windows, &mut problems);
+        let added = added_code(&r.program.path, &r.path);
+        check_windows(name, before, after, &rep, &windows, &added, &mut problems);
+        check_kept_sites(name, after, &sites, &mut problems);
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Bytes of the original segments that changed outside every window and outside the ELF
+/// header and the original program header table (which may change).
+fn changes_outside_windows(
+    name: &str,
+    (ia, a): (&ElfInfo, &[u8]),
+    (ib, b): (&ElfInfo, &[u8]),
+    windows: &[(u64, u64, &Site)],
+    problems: &mut Vec<String>,
+) {
+    let headers = (0u64, 64u64);
+    let phdrs = (ia.phoff, ia.phoff + 56 * ia.phnum);
+    let mut changed_outside = 0;
+    for s in ia.loads() {
+        let Some(nb) = bytes_at(ib, b, s.vaddr, s.filesz) else {
+            problems.push(format!(
+                "{name}: original segment at {:#x} no longer loaded",
+                s.vaddr
+            ));
+            continue;
+        };
+        let na = &a[s.offset as usize..(s.offset + s.filesz) as usize];
+        for (i, (x, y)) in na.iter().zip(nb.iter()).enumerate() {
+            if x == y {
                 continue;
             }
-            let rel = i32::from_le_bytes(new[1..5].try_into().unwrap()) as i64;
-            let dest = (*x as i64 + 5 + rel) as u64;
-            if Some(dest) != s.trampoline {
-                problems.push(format!(
-                    "{name}: window {x:#x} jumps to {dest:#x}, the report's trampoline is {:?}",
-                    s.trampoline
-                ));
-            }
-            if !added.iter().any(|&(lo, hi)| dest >= lo && dest < hi) {
-                problems.push(format!(
-                    "{name}: window {x:#x} jumps to {dest:#x}, outside the added code"
-                ));
-            }
-        }
-        for s in sites.iter().filter(|s| !s.rewritten) {
-            // A kept site is still a syscall, with a reason.
-            let now = bytes_at(&ib, &b, s.address, 2).unwrap();
-            if now != [0x0f, 0x05] {
-                problems.push(format!(
-                    "{name}: kept site {:#x} is no longer a syscall",
-                    s.address
-                ));
-            }
-            if s.reason.as_deref().is_none_or(|x| x.trim().is_empty()) {
-                problems.push(format!(
-                    "{name}: kept site {:#x} without a reason",
-                    s.address
-                ));
+            let v = s.vaddr + i as u64;
+            let off = s.offset + i as u64;
+            let in_hdr = (off >= headers.0 && off < headers.1) || (off >= phdrs.0 && off < phdrs.1);
+            if !in_hdr && !windows.iter().any(|w| v >= w.0 && v < w.1) {
+                changed_outside += 1;
+                if changed_outside <= 5 {
+                    problems.push(format!(
+                        "{name}: byte at {v:#x} changed outside every window"
+                    ));
+                }
             }
         }
     }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Each window: the report's bytes are the original ones, and it is now `jmp rel32` to the
+/// report's trampoline in the added code, then int3.
+fn check_windows(
+    name: &str,
+    (ia, a): (&ElfInfo, &[u8]),
+    (ib, b): (&ElfInfo, &[u8]),
+    rep: &lupine_relink::Report,
+    windows: &[(u64, u64, &Site)],
+    added: &[(u64, u64)],
+    problems: &mut Vec<String>,
+) {
+    for (x, y, s) in windows {
+        let orig = bytes_at(ia, a, *x, y - x).unwrap();
+        let new = bytes_at(ib, b, *x, y - x).unwrap();
+        let hex: String = orig.iter().map(|c| format!("{c:02x}")).collect();
+        let reported = rep
+            .sites
+            .iter()
+            .find(|rs| rs.address == format!("{:#x}", s.address))
+            .and_then(|rs| rs.window_bytes.clone())
+            .unwrap_or_default()
+            .replace(' ', "");
+        if reported != hex {
+            problems.push(format!(
+                "{name}: window {x:#x}: report says bytes {reported}, file has {hex}"
+            ));
+        }
+        if new[0] != 0xe9 || new[5..].iter().any(|&c| c != 0xcc) {
+            problems.push(format!(
+                "{name}: window {x:#x} is not jmp rel32 + int3: {new:02x?}"
+            ));
+            continue;
+        }
+        let rel = i32::from_le_bytes(new[1..5].try_into().unwrap()) as i64;
+        let dest = (*x as i64 + 5 + rel) as u64;
+        if Some(dest) != s.trampoline {
+            problems.push(format!(
+                "{name}: window {x:#x} jumps to {dest:#x}, the report's trampoline is {:?}",
+                s.trampoline
+            ));
+        }
+        if !added.iter().any(|&(lo, hi)| dest >= lo && dest < hi) {
+            problems.push(format!(
+                "{name}: window {x:#x} jumps to {dest:#x}, outside the added code"
+            ));
+        }
+    }
+}
+
+/// A kept site is still a syscall, with a reason.
+fn check_kept_sites(
+    name: &str,
+    (ib, b): (&ElfInfo, &[u8]),
+    sites: &[Site],
+    problems: &mut Vec<String>,
+) {
+    for s in sites.iter().filter(|s| !s.rewritten) {
+        let now = bytes_at(ib, b, s.address, 2).unwrap();
+        if now != [0x0f, 0x05] {
+            problems.push(format!(
+                "{name}: kept site {:#x} is no longer a syscall",
+                s.address
+            ));
+        }
+        if s.reason.as_deref().map_or(true, |x| x.trim().is_empty()) {
+            problems.push(format!(
+                "{name}: kept site {:#x} without a reason",
+                s.address
+            ));
+        }
+    }
 }
 
 #[test]
@@ -427,112 +507,14 @@ fn layout_of_the_output() {
         assert!(r.ok(), "{name}: lupine-relink failed");
         let ia = elf_info(&r.program.path);
         let ib = elf_info(&r.path);
-        let rep = r.report();
-        let mut p = |ok: bool, what: String| {
-            if !ok {
-                problems.push(format!("{name}: {what}"));
-            }
+        let mut p = Problems {
+            name,
+            list: &mut problems,
         };
-        for s in ib.loads() {
-            p(
-                !(s.exec() && s.write()),
-                format!("PT_LOAD at {:#x} is writable and executable", s.vaddr),
-            );
-        }
-        let stack_in = ia
-            .segments
-            .iter()
-            .find(|s| s.p_type == object::elf::PT_GNU_STACK);
-        let stack_out = ib
-            .segments
-            .iter()
-            .find(|s| s.p_type == object::elf::PT_GNU_STACK);
-        if let Some(si) = stack_in {
-            p(stack_out.is_some(), "PT_GNU_STACK dropped".into());
-            if let Some(so) = stack_out {
-                p(
-                    !so.exec() || si.exec(),
-                    "PT_GNU_STACK became executable".into(),
-                );
-            }
-        }
-        // The program header table is loaded, and PT_PHDR (if any) says where.
-        let table = (ib.phoff, ib.phoff + 56 * ib.phnum);
-        let holder = ib
-            .loads()
-            .find(|s| table.0 >= s.offset && table.1 <= s.offset + s.filesz);
-        p(
-            holder.is_some(),
-            format!("program header table {table:x?} is in no PT_LOAD"),
-        );
-        if let (Some(h), Some(ph)) = (
-            holder,
-            ib.segments
-                .iter()
-                .find(|s| s.p_type == object::elf::PT_PHDR),
-        ) {
-            p(
-                ph.vaddr == h.vaddr + (table.0 - h.offset) && ph.offset == table.0,
-                "PT_PHDR does not match the table's place".into(),
-            );
-        }
-        // PT_LOADs sorted and disjoint.
-        let loads: Vec<&Segment> = ib.loads().collect();
-        for w in loads.windows(2) {
-            p(
-                w[0].vaddr < w[1].vaddr,
-                format!(
-                    "PT_LOADs not sorted: {:#x} then {:#x}",
-                    w[0].vaddr, w[1].vaddr
-                ),
-            );
-            p(
-                w[0].end() <= w[1].vaddr,
-                format!("PT_LOADs overlap at {:#x}", w[1].vaddr),
-            );
-        }
-        for s in &loads {
-            p(
-                s.align <= 1 || (s.vaddr % s.align) == (s.offset % s.align),
-                format!("PT_LOAD at {:#x}: offset and address disagree", s.vaddr),
-            );
-        }
-        // The added code: reachable with rel32 from all original code, holding the entry.
-        let added = added_code(&r.program.path, &r.path);
-        p(!added.is_empty(), "no added executable segment".into());
-        let orig = code_ranges(&r.program.path);
-        let lo = orig.iter().map(|r| r.0).min().unwrap();
-        let hi = orig.iter().map(|r| r.1).max().unwrap();
-        for &(a, b) in &added {
-            let span = b.max(hi) - a.min(lo);
-            p(
-                span < (1 << 31),
-                format!("added code [{a:#x}, {b:#x}) out of rel32 reach"),
-            );
-        }
-        p(
-            added.iter().any(|&(a, b)| ib.entry >= a && ib.entry < b),
-            format!("entry {:#x} is not in the added code", ib.entry),
-        );
-        p(
-            Some(ib.entry) == lupine_relink::report::parse_hex(&rep.entry.stub)
-                && Some(ia.entry) == lupine_relink::report::parse_hex(&rep.entry.original),
-            format!(
-                "entry {:#x} / {:#x} vs report {:?}",
-                ia.entry, ib.entry, rep.entry
-            ),
-        );
-        p(ia.e_type == ib.e_type, "ELF type changed".into());
-        // One new writable segment for the slot, not executable.
-        let old_rw: Vec<u64> = ia.loads().filter(|s| s.write()).map(|s| s.vaddr).collect();
-        let new_rw: Vec<&&Segment> = loads
-            .iter()
-            .filter(|s| s.write() && !old_rw.contains(&s.vaddr))
-            .collect();
-        p(
-            new_rw.len() == 1,
-            format!("{} new writable segments", new_rw.len()),
-        );
+        check_permissions(&mut p, &ia, &ib);
+        check_phdr_table(&mut p, &ib);
+        check_loads(&mut p, &ia, &ib);
+        check_added_code(&mut p, r, &ia, &ib);
         // Symbols kept, at the same values.
         let sa = symbols(&fs::read(&r.program.path).unwrap());
         let sb = symbols(&fs::read(&r.path).unwrap());
@@ -543,10 +525,125 @@ fn layout_of_the_output() {
             .map(|(n, _)| n)
             .take(5)
             .collect();
-        p(
+        p.check(
             missing.is_empty(),
             format!("symbols lost or moved: {missing:?}"),
         );
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// No segment writable and executable; PT_GNU_STACK kept, not made executable.
+fn check_permissions(p: &mut Problems<'_>, ia: &ElfInfo, ib: &ElfInfo) {
+    for s in ib.loads() {
+        p.check(
+            !(s.exec() && s.write()),
+            format!("PT_LOAD at {:#x} is writable and executable", s.vaddr),
+        );
+    }
+    let stack_in = ia
+        .segments
+        .iter()
+        .find(|s| s.p_type == object::elf::PT_GNU_STACK);
+    let stack_out = ib
+        .segments
+        .iter()
+        .find(|s| s.p_type == object::elf::PT_GNU_STACK);
+    if let Some(si) = stack_in {
+        p.check(stack_out.is_some(), "PT_GNU_STACK dropped".into());
+        if let Some(so) = stack_out {
+            p.check(
+                !so.exec() || si.exec(),
+                "PT_GNU_STACK became executable".into(),
+            );
+        }
+    }
+}
+
+/// The program header table is loaded, and PT_PHDR (if any) says where.
+fn check_phdr_table(p: &mut Problems<'_>, ib: &ElfInfo) {
+    let table = (ib.phoff, ib.phoff + 56 * ib.phnum);
+    let holder = ib
+        .loads()
+        .find(|s| table.0 >= s.offset && table.1 <= s.offset + s.filesz);
+    p.check(
+        holder.is_some(),
+        format!("program header table {table:x?} is in no PT_LOAD"),
+    );
+    if let (Some(h), Some(ph)) = (
+        holder,
+        ib.segments
+            .iter()
+            .find(|s| s.p_type == object::elf::PT_PHDR),
+    ) {
+        p.check(
+            ph.vaddr == h.vaddr + (table.0 - h.offset) && ph.offset == table.0,
+            "PT_PHDR does not match the table's place".into(),
+        );
+    }
+}
+
+/// PT_LOADs sorted, disjoint and aligned; one new writable one (the slot).
+fn check_loads(p: &mut Problems<'_>, ia: &ElfInfo, ib: &ElfInfo) {
+    let loads: Vec<&Segment> = ib.loads().collect();
+    for w in loads.windows(2) {
+        p.check(
+            w[0].vaddr < w[1].vaddr,
+            format!(
+                "PT_LOADs not sorted: {:#x} then {:#x}",
+                w[0].vaddr, w[1].vaddr
+            ),
+        );
+        p.check(
+            w[0].end() <= w[1].vaddr,
+            format!("PT_LOADs overlap at {:#x}", w[1].vaddr),
+        );
+    }
+    for s in &loads {
+        p.check(
+            s.align <= 1 || (s.vaddr % s.align) == (s.offset % s.align),
+            format!("PT_LOAD at {:#x}: offset and address disagree", s.vaddr),
+        );
+    }
+    // One new writable segment for the slot, not executable.
+    let old_rw: Vec<u64> = ia.loads().filter(|s| s.write()).map(|s| s.vaddr).collect();
+    let new_rw: Vec<&&Segment> = loads
+        .iter()
+        .filter(|s| s.write() && !old_rw.contains(&s.vaddr))
+        .collect();
+    p.check(
+        new_rw.len() == 1,
+        format!("{} new writable segments", new_rw.len()),
+    );
+}
+
+/// The added code: reachable with rel32 from all original code, holding the entry (the
+/// report's stub); the ELF type unchanged.
+fn check_added_code(p: &mut Problems<'_>, r: &Relinked, ia: &ElfInfo, ib: &ElfInfo) {
+    let rep = r.report();
+    let added = added_code(&r.program.path, &r.path);
+    p.check(!added.is_empty(), "no added executable segment".into());
+    let orig = code_ranges(&r.program.path);
+    let lo = orig.iter().map(|r| r.0).min().unwrap();
+    let hi = orig.iter().map(|r| r.1).max().unwrap();
+    for &(a, b) in &added {
+        let span = b.max(hi) - a.min(lo);
+        p.check(
+            span < (1 << 31),
+            format!("added code [{a:#x}, {b:#x}) out of rel32 reach"),
+        );
+    }
+    p.check(
+        added.iter().any(|&(a, b)| ib.entry >= a && ib.entry < b),
+        format!("entry {:#x} is not in the added code", ib.entry),
+    );
+    p.check(
+        Some(ib.entry) == lupine_relink::report::parse_hex(&rep.entry.stub)
+            && Some(ia.entry) == lupine_relink::report::parse_hex(&rep.entry.original),
+        format!(
+            "entry {:#x} / {:#x} vs report {:?}",
+            ia.entry, ib.entry, rep.entry
+        ),
+    );
+    p.check(ia.e_type == ib.e_type, "ELF type changed".into());
 }

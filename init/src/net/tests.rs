@@ -116,12 +116,21 @@ fn in_namespace() {
         eprintln!("skipped: unshare(CLONE_NEWNET): {}", Errno::last());
         return;
     }
+    // In order: each step uses the links the ones before made.
+    loopback_comes_up();
+    veth_gets_addresses_and_routes();
+    links_are_waited_for();
+    kernel_errors_name_the_step();
+}
 
+fn loopback_comes_up() {
     loopback_up().expect("loopback_up");
     let lo = ip("-o addr show dev lo");
     assert_has(&lo, "inet 127.0.0.1/8");
     assert_has(&lo, "inet6 ::1/128");
+}
 
+fn veth_gets_addresses_and_routes() {
     ip("link add eth0 type veth peer name peer0");
     let net = Network {
         interfaces: vec![iface("eth0", &["10.1.2.3/24", "fd00::15/64"], Some(1400))],
@@ -157,7 +166,10 @@ fn in_namespace() {
     let v6 = ip("-d -6 route show table main");
     assert_has(&v6, "unicast fd00:1::/64 via fd00::1 dev eth0 proto boot");
     assert_has(&v6, "unicast default via fe80::1 dev eth0 proto boot");
+}
 
+/// A link that never appears is an error; one that appears late (eth1) is waited for.
+fn links_are_waited_for() {
     // A link that never appears: the error names it and the time waited.
     let start = Instant::now();
     let missing = Network {
@@ -188,7 +200,9 @@ fn in_namespace() {
         &ip("-o addr show dev eth1"),
         "inet 192.168.7.2/30 brd 192.168.7.3",
     );
+}
 
+fn kernel_errors_name_the_step() {
     // Kernel errors name the step at fault and carry the errno text.
     std::fs::write("/proc/sys/net/ipv6/conf/eth1/disable_ipv6", "1").expect("disable ipv6");
     let v6_off = Network {

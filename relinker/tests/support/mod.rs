@@ -21,6 +21,21 @@ pub fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Problems of one program, each prefixed with its name.
+pub struct Problems<'a> {
+    pub name: &'a str,
+    pub list: &'a mut Vec<String>,
+}
+
+impl Problems<'_> {
+    /// Records `what` unless `ok`.
+    pub fn check(&mut self, ok: bool, what: String) {
+        if !ok {
+            self.list.push(format!("{}: {what}", self.name));
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Relinking
 

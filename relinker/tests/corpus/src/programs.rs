@@ -162,67 +162,148 @@ fn build_corpus() -> Corpus {
     let dir = work_dir().join("orig");
     fs::create_dir_all(&dir).unwrap();
     fs::create_dir_all(work_dir().join("tmp")).unwrap();
-    let src = corpus_src();
-    let mut programs = Vec::new();
-    let mut cases = Vec::new();
-    let mut jobs: Vec<(Command, String)> = Vec::new();
+    let mut plan = CorpusPlan {
+        dir,
+        programs: Vec::new(),
+        cases: Vec::new(),
+        jobs: Vec::new(),
+    };
+    plan.add_c_programs();
+    plan.add_asm_programs();
+    let rust_target = corpus_root().join("rust-app");
+    plan.jobs
+        .push((rust_app_build(&rust_target), "rust-app".to_string()));
+    run_jobs(std::mem::take(&mut plan.jobs));
+    plan.add_rust_app(&rust_target);
+    plan.add_busybox();
 
-    for (name, runs) in C_PROGRAMS {
-        for (kind, suffix) in C_KINDS {
-            let file = format!("{name}-{suffix}");
-            let out = dir.join(&file);
-            let (cc, mode) = compiler(kind);
-            let mut cmd = Command::new(cc);
-            cmd.args(mode).args(c_flags(name, kind)).arg("-o").arg(&out);
-            cmd.arg(src.join(format!("{name}.c")));
-            if kind == Kind::GlibcPie {
-                // libgcc_eh's FDE lookup needs glibc's _dl_find_object, which a static-PIE link
-                // only pulls in when libc comes again after libgcc_eh.
-                cmd.arg("-lc");
-            }
-            jobs.push((cmd, file.clone()));
-            programs.push(Program {
-                name: file.clone(),
-                kind,
-                path: out,
-            });
-            for args in runs.iter() {
-                // Under kmlrun a signal that arrives during a system call interrupts the
-                // launcher's stand-in entry, whose code the program's unwinder cannot see (it
-                // is not in the program's .eh_frame_hdr): a backtrace from the handler stops
-                // there. A real KML kernel reports the trampoline's return address instead.
-                let interrupts_a_syscall =
-                    *name == "backtrace" && args.first().is_some_and(|m| *m != "fault");
-                cases.push(Case {
-                    program: file.clone(),
-                    args: args.iter().map(|s| s.to_string()).collect(),
-                    kmlrun_ok: !interrupts_a_syscall,
-                });
+    let CorpusPlan {
+        dir,
+        programs,
+        cases,
+        ..
+    } = plan;
+    eprintln!(
+        "corpus: {} programs, {} runs, built in {:.1}s",
+        programs.len(),
+        cases.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Corpus {
+        dir,
+        programs,
+        cases,
+    }
+}
+
+/// The corpus as it is planned: programs into `dir`, their runs, and the commands that build
+/// them (with a name for their logs).
+struct CorpusPlan {
+    dir: PathBuf,
+    programs: Vec<Program>,
+    cases: Vec<Case>,
+    jobs: Vec<(Command, String)>,
+}
+
+impl CorpusPlan {
+    fn add_program(&mut self, name: &str, kind: Kind) -> PathBuf {
+        let path = self.dir.join(name);
+        self.programs.push(Program {
+            name: name.to_string(),
+            kind,
+            path: path.clone(),
+        });
+        path
+    }
+
+    /// Each of [`C_PROGRAMS`] by each of [`C_KINDS`].
+    fn add_c_programs(&mut self) {
+        let src = corpus_src();
+        for (name, runs) in C_PROGRAMS {
+            for (kind, suffix) in C_KINDS {
+                let file = format!("{name}-{suffix}");
+                let out = self.add_program(&file, kind);
+                let (cc, mode) = compiler(kind);
+                let mut cmd = Command::new(cc);
+                cmd.args(mode).args(c_flags(name, kind)).arg("-o").arg(&out);
+                cmd.arg(src.join(format!("{name}.c")));
+                if kind == Kind::GlibcPie {
+                    // libgcc_eh's FDE lookup needs glibc's _dl_find_object, which a static-PIE
+                    // link only pulls in when libc comes again after libgcc_eh.
+                    cmd.arg("-lc");
+                }
+                self.jobs.push((cmd, file.clone()));
+                for args in runs.iter() {
+                    // Under kmlrun a signal that arrives during a system call interrupts the
+                    // launcher's stand-in entry, whose code the program's unwinder cannot see
+                    // (it is not in the program's .eh_frame_hdr): a backtrace from the handler
+                    // stops there. A real KML kernel reports the trampoline's return address
+                    // instead.
+                    let interrupts_a_syscall =
+                        *name == "backtrace" && args.first().is_some_and(|m| *m != "fault");
+                    self.cases.push(Case {
+                        program: file.clone(),
+                        args: args.iter().map(|s| s.to_string()).collect(),
+                        kmlrun_ok: !interrupts_a_syscall,
+                    });
+                }
             }
         }
     }
-    for (kind, file) in [(Kind::Asm, "regs-asm"), (Kind::AsmPie, "regs-asm-pie")] {
-        let out = dir.join(file);
-        let (cc, mode) = compiler(kind);
-        let mut cmd = Command::new(cc);
-        cmd.args(mode).arg("-o").arg(&out).arg(src.join("regs.S"));
-        jobs.push((cmd, file.to_string()));
-        programs.push(Program {
-            name: file.to_string(),
-            kind,
-            path: out,
-        });
-        cases.push(Case {
-            program: file.to_string(),
-            args: vec![],
-            kmlrun_ok: true,
-        });
+
+    /// regs.S, static and static-PIE.
+    fn add_asm_programs(&mut self) {
+        for (kind, file) in [(Kind::Asm, "regs-asm"), (Kind::AsmPie, "regs-asm-pie")] {
+            let out = self.add_program(file, kind);
+            let (cc, mode) = compiler(kind);
+            let mut cmd = Command::new(cc);
+            cmd.args(mode)
+                .arg("-o")
+                .arg(&out)
+                .arg(corpus_src().join("regs.S"));
+            self.jobs.push((cmd, file.to_string()));
+            self.cases.push(Case {
+                program: file.to_string(),
+                args: vec![],
+                kmlrun_ok: true,
+            });
+        }
     }
 
-    let rust_target = corpus_root().join("rust-app");
+    /// The Rust program, once built into `rust_target`.
+    fn add_rust_app(&mut self, rust_target: &Path) {
+        let rust_bin = rust_target.join("x86_64-unknown-linux-musl/release/corpus-rust-app");
+        let rust_out = self.add_program("rust-app", Kind::Rust);
+        fs::copy(&rust_bin, &rust_out).unwrap();
+        for args in [vec![], vec!["5".to_string()]] {
+            self.cases.push(Case {
+                program: "rust-app".into(),
+                args,
+                kmlrun_ok: true,
+            });
+        }
+    }
+
+    /// Debian's busybox-static.
+    fn add_busybox(&mut self) {
+        let bb = self.add_program("busybox", Kind::Busybox);
+        fs::copy("/bin/busybox", &bb).expect("Debian's busybox-static at /bin/busybox");
+        fs::set_permissions(&bb, fs::Permissions::from_mode(0o755)).unwrap();
+        for (args, kmlrun_ok) in busybox_cases() {
+            self.cases.push(Case {
+                program: "busybox".into(),
+                args,
+                kmlrun_ok,
+            });
+        }
+    }
+}
+
+/// `cargo build` of the Rust corpus program into `rust_target`.
+fn rust_app_build(rust_target: &Path) -> Command {
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cargo
-        .current_dir(src.join("rust-app"))
+        .current_dir(corpus_src().join("rust-app"))
         .args([
             "build",
             "--release",
@@ -231,7 +312,7 @@ fn build_corpus() -> Corpus {
             "x86_64-unknown-linux-musl",
         ])
         .arg("--target-dir")
-        .arg(&rust_target)
+        .arg(rust_target)
         // Our own flags, not the workspace's (its .cargo/config.toml is for lupine-init):
         // static-PIE, the target's default, with unwind tables for catch_unwind.
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
@@ -239,9 +320,12 @@ fn build_corpus() -> Corpus {
         .env_remove("CARGO_BUILD_RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET");
-    jobs.push((cargo, "rust-app".to_string()));
+    cargo
+}
 
-    // A few at a time (the machine has two cores; compilers wait on I/O too).
+/// Runs the build commands a few at a time (the machine has two cores; compilers wait on I/O
+/// too), their output in `<work dir>/build-logs/`; panics with the log of one that fails.
+fn run_jobs(jobs: Vec<(Command, String)>) {
     let mut pending = jobs.into_iter();
     let mut running: Vec<(Child, String, PathBuf, PathBuf)> = Vec::new();
     let logs = work_dir().join("build-logs");
@@ -272,53 +356,6 @@ fn build_corpus() -> Corpus {
             status_text(status),
             fs::read_to_string(&e).unwrap_or_default()
         );
-    }
-
-    let rust_bin = rust_target.join("x86_64-unknown-linux-musl/release/corpus-rust-app");
-    let rust_out = dir.join("rust-app");
-    fs::copy(&rust_bin, &rust_out).unwrap();
-    programs.push(Program {
-        name: "rust-app".into(),
-        kind: Kind::Rust,
-        path: rust_out,
-    });
-    cases.push(Case {
-        program: "rust-app".into(),
-        args: vec![],
-        kmlrun_ok: true,
-    });
-    cases.push(Case {
-        program: "rust-app".into(),
-        args: vec!["5".into()],
-        kmlrun_ok: true,
-    });
-
-    let bb = dir.join("busybox");
-    fs::copy("/bin/busybox", &bb).expect("Debian's busybox-static at /bin/busybox");
-    fs::set_permissions(&bb, fs::Permissions::from_mode(0o755)).unwrap();
-    programs.push(Program {
-        name: "busybox".into(),
-        kind: Kind::Busybox,
-        path: bb,
-    });
-    for (args, kmlrun_ok) in busybox_cases() {
-        cases.push(Case {
-            program: "busybox".into(),
-            args,
-            kmlrun_ok,
-        });
-    }
-
-    eprintln!(
-        "corpus: {} programs, {} runs, built in {:.1}s",
-        programs.len(),
-        cases.len(),
-        started.elapsed().as_secs_f64()
-    );
-    Corpus {
-        dir,
-        programs,
-        cases,
     }
 }
 

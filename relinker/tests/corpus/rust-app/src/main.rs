@@ -16,9 +16,19 @@ fn main() {
         eprintln!("child {code} on stderr");
         std::process::exit(code);
     }
-    let me = args[0].clone();
+    threads();
+    children(&args[0]);
+    unwinding();
+    file_io();
+    std::process::exit(if args.len() > 1 {
+        args[1].parse().unwrap_or(2)
+    } else {
+        0
+    });
+}
 
-    // Threads, a channel and a mutex.
+/// Threads, a channel and a mutex.
+fn threads() {
     let total = Arc::new(Mutex::new(0u64));
     let (tx, rx) = mpsc::channel();
     let handles: Vec<_> = (0..4u64)
@@ -41,9 +51,11 @@ fn main() {
         "threads returned {joined:?}, sent {got:?}, total {}",
         *total.lock().unwrap()
     );
+}
 
-    // A child process: this program again.
-    let out = Command::new(&me)
+/// Child processes: this program again (output piped, then inherited) and a missing program.
+fn children(me: &str) {
+    let out = Command::new(me)
         .args(["child", "7"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -55,7 +67,7 @@ fn main() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let status = Command::new(&me)
+    let status = Command::new(me)
         .args(["child", "0"])
         .status()
         .expect("spawn");
@@ -64,8 +76,10 @@ fn main() {
         Ok(s) => println!("missing program ran: {s:?}"),
         Err(e) => println!("missing program: {:?}", e.kind()),
     }
+}
 
-    // Unwinding: a panic caught in this thread and one that ends another thread.
+/// Unwinding: a panic caught in this thread and one that ends another thread.
+fn unwinding() {
     panic::set_hook(Box::new(|info| {
         let msg = info
             .payload()
@@ -97,8 +111,10 @@ fn main() {
         "panicking thread joined: {}",
         if r.is_err() { "Err" } else { "Ok" }
     );
+}
 
-    // File I/O in a directory of its own.
+/// File I/O in a directory of its own.
+fn file_io() {
     let dir = std::env::temp_dir().join(format!("corpus-rust-app-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let path = dir.join("data.txt");
@@ -135,11 +151,6 @@ fn main() {
         s.lines().last().unwrap_or(""),
         names
     );
-    std::process::exit(if args.len() > 1 {
-        args[1].parse().unwrap_or(2)
-    } else {
-        0
-    });
 }
 
 struct Noisy(&'static str);
