@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, set-up included: formatting and lints, unit tests, host namespace
-# tests (root), and guest tests that boot real kernels in QEMU (TCG).
+# tests (root), and guest tests that boot real kernels in QEMU (TCG). Run as root (CI is):
+# the tests marked #[ignore = "needs root"] run too, and fail rather than pass without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -29,4 +30,4 @@ for profile in lupine-base lupine-general microvm lupine-redis lupine-nginx lupi
   kernel-patches/build.sh "$profile" "$LUPINE_KERNEL_DIR/$profile" >/dev/null
 done
 
-cargo test --workspace --no-fail-fast
+cargo test --workspace --no-fail-fast -- --include-ignored

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use guest_tests::{Initramfs, Outcome, TempDir, Vm};
-use relink_corpus::{corpus, corpus_src, run_case, work_dir, Case, Output, Program};
+use relink_corpus::{corpus, corpus_src, run_case, work_dir, Case, Corpus, Output, Program};
 
 /// The `+kml` profile with users, namespaces and networking of lupine-general.
 const PROFILE: &str = "lupine-general+kml";

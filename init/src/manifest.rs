@@ -392,14 +392,7 @@ impl Validator {
         let Some(f) = self.object("", v, KNOWN) else {
             return m;
         };
-        match f.map.get("version") {
-            None => self.problem("version", "missing (this init reads version 1)"),
-            Some(v) if v.as_u64() == Some(1) => {}
-            Some(v) => self.problem(
-                "version",
-                format!("{} is not a supported version (this init reads 1)", show(v)),
-            ),
-        }
+        self.version(f.map.get("version"));
         if let Some((p, v)) = f.get("app") {
             m.app = self.app(&p, v);
         }
@@ -407,12 +400,7 @@ impl Validator {
             m.hostname = self.hostname(&p, v);
         }
         if let Some((p, v)) = f.get("mounts") {
-            let items = self.array(&p, v);
-            m.mounts = items
-                .iter()
-                .enumerate()
-                .filter_map(|(i, item)| self.mount(&format!("{p}[{i}]"), item))
-                .collect();
+            m.mounts = self.mounts(&p, v);
         }
         if let Some((p, v)) = f.get("network") {
             m.network = self.network(&p, v);
@@ -424,22 +412,10 @@ impl Validator {
             m.rlimits = self.rlimits(&p, v);
         }
         if let Some((p, v)) = f.get("mode") {
-            match v.as_str() {
-                Some("exec") => m.mode = Mode::Exec,
-                Some("supervise") => m.mode = Mode::Supervise,
-                _ => self.problem(&p, format!("{} is not \"exec\" or \"supervise\"", show(v))),
-            }
+            m.mode = self.mode(&p, v).unwrap_or(m.mode);
         }
         if let Some((p, v)) = f.get("on_exit") {
-            match v.as_str() {
-                Some("reboot") => m.on_exit = OnExit::Reboot,
-                Some("poweroff") => m.on_exit = OnExit::Poweroff,
-                Some("halt") => m.on_exit = OnExit::Halt,
-                _ => self.problem(
-                    &p,
-                    format!("{} is not \"reboot\", \"poweroff\" or \"halt\"", show(v)),
-                ),
-            }
+            m.on_exit = self.on_exit(&p, v).unwrap_or(m.on_exit);
         }
         if let Some((p, v)) = f.get("exit_port") {
             m.exit_port = self.uint(&p, v, 0xffff).map(|n| n as u16);
@@ -448,25 +424,82 @@ impl Validator {
             m.boot_marker = self.boot_marker(&p, v);
         }
         if let Some((p, v)) = f.get("entropy") {
-            if let Some(e) = self.object(&p, v, &["seed_file"]) {
-                if let Some((p, v)) = e.get("seed_file") {
-                    m.entropy_seed = self.absolute_path(&p, v);
-                }
-            }
+            m.entropy_seed = self.entropy_seed(&p, v);
         }
         if let Some((p, v)) = f.get("log") {
-            m.log = v.as_str().and_then(parse_level);
-            if m.log.is_none() {
-                self.problem(
-                    &p,
-                    format!(
-                        "{} is not one of \"off\", \"error\", \"warn\", \"info\", \"debug\", \"trace\"",
-                        show(v)
-                    ),
-                );
-            }
+            m.log = self.log(&p, v);
         }
         m
+    }
+
+    /// `version` is read even when null: only 1 is supported.
+    fn version(&mut self, v: Option<&Value>) {
+        match v {
+            None => self.problem("version", "missing (this init reads version 1)"),
+            Some(v) if v.as_u64() == Some(1) => {}
+            Some(v) => self.problem(
+                "version",
+                format!("{} is not a supported version (this init reads 1)", show(v)),
+            ),
+        }
+    }
+
+    fn mounts(&mut self, path: &str, v: &Value) -> Vec<Mount> {
+        let items = self.array(path, v);
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| self.mount(&format!("{path}[{i}]"), item))
+            .collect()
+    }
+
+    fn mode(&mut self, path: &str, v: &Value) -> Option<Mode> {
+        match v.as_str() {
+            Some("exec") => Some(Mode::Exec),
+            Some("supervise") => Some(Mode::Supervise),
+            _ => {
+                self.problem(
+                    path,
+                    format!("{} is not \"exec\" or \"supervise\"", show(v)),
+                );
+                None
+            }
+        }
+    }
+
+    fn on_exit(&mut self, path: &str, v: &Value) -> Option<OnExit> {
+        match v.as_str() {
+            Some("reboot") => Some(OnExit::Reboot),
+            Some("poweroff") => Some(OnExit::Poweroff),
+            Some("halt") => Some(OnExit::Halt),
+            _ => {
+                self.problem(
+                    path,
+                    format!("{} is not \"reboot\", \"poweroff\" or \"halt\"", show(v)),
+                );
+                None
+            }
+        }
+    }
+
+    fn entropy_seed(&mut self, path: &str, v: &Value) -> Option<String> {
+        let e = self.object(path, v, &["seed_file"])?;
+        let (p, v) = e.get("seed_file")?;
+        self.absolute_path(&p, v)
+    }
+
+    fn log(&mut self, path: &str, v: &Value) -> Option<log::LevelFilter> {
+        let level = v.as_str().and_then(parse_level);
+        if level.is_none() {
+            self.problem(
+                path,
+                format!(
+                    "{} is not one of \"off\", \"error\", \"warn\", \"info\", \"debug\", \"trace\"",
+                    show(v)
+                ),
+            );
+        }
+        level
     }
 
     fn app(&mut self, path: &str, v: &Value) -> App {
@@ -490,66 +523,81 @@ impl Validator {
             app.argv0 = self.string(&p, v);
         }
         if let Some((p, v)) = f.get("env") {
-            if let Value::Object(map) = v {
-                for (key, value) in map {
-                    let kp = join(&p, key);
-                    if key.is_empty() || key.contains('=') || key.contains('\0') {
-                        self.problem(
-                            &kp,
-                            "is not a valid variable name (empty, or has '=' or NUL)",
-                        );
-                    } else if let Some(value) = self.string(&kp, value) {
-                        app.env.insert(key.clone(), value);
-                    }
-                }
-            } else {
-                self.problem(&p, format!("{} is not an object", show(v)));
-            }
+            app.env = self.env(&p, v);
         }
         if let Some((p, v)) = f.get("cwd") {
             app.cwd = self.absolute_path(&p, v);
         }
         if let Some((p, v)) = f.get("user") {
-            app.user = self.string(&p, v).and_then(|s| match parse_user(&s) {
-                Some(u) => Some(u),
-                None => {
-                    self.problem(
-                        &p,
-                        format!("{} is not \"uid[:gid]\" or \"name[:group]\"", show(v)),
-                    );
-                    None
-                }
-            });
+            app.user = self.user(&p, v);
         }
         if let Some((p, v)) = f.get("groups") {
-            let items = self.array(&p, v);
-            app.groups = Some(
-                items
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, g)| {
-                        self.uint(&format!("{p}[{i}]"), g, u32::MAX as u64 - 1)
-                            .map(|n| n as u32)
-                    })
-                    .collect(),
-            );
+            app.groups = Some(self.groups(&p, v));
         }
         if let Some((p, v)) = f.get("umask") {
-            app.umask = match v.as_str().map(|s| u32::from_str_radix(s, 8)) {
-                Some(Ok(n)) if n <= 0o777 => Some(n),
-                _ => {
-                    self.problem(
-                        &p,
-                        format!(
-                            "{} is not an octal string from \"0000\" to \"0777\"",
-                            show(v)
-                        ),
-                    );
-                    None
-                }
-            };
+            app.umask = self.umask(&p, v);
         }
         app
+    }
+
+    fn env(&mut self, path: &str, v: &Value) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        let Value::Object(map) = v else {
+            self.problem(path, format!("{} is not an object", show(v)));
+            return env;
+        };
+        for (key, value) in map {
+            let kp = join(path, key);
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                self.problem(
+                    &kp,
+                    "is not a valid variable name (empty, or has '=' or NUL)",
+                );
+            } else if let Some(value) = self.string(&kp, value) {
+                env.insert(key.clone(), value);
+            }
+        }
+        env
+    }
+
+    fn user(&mut self, path: &str, v: &Value) -> Option<User> {
+        let s = self.string(path, v)?;
+        let user = parse_user(&s);
+        if user.is_none() {
+            self.problem(
+                path,
+                format!("{} is not \"uid[:gid]\" or \"name[:group]\"", show(v)),
+            );
+        }
+        user
+    }
+
+    fn groups(&mut self, path: &str, v: &Value) -> Vec<u32> {
+        let items = self.array(path, v);
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| {
+                self.uint(&format!("{path}[{i}]"), g, u32::MAX as u64 - 1)
+                    .map(|n| n as u32)
+            })
+            .collect()
+    }
+
+    fn umask(&mut self, path: &str, v: &Value) -> Option<u32> {
+        match v.as_str().map(|s| u32::from_str_radix(s, 8)) {
+            Some(Ok(n)) if n <= 0o777 => Some(n),
+            _ => {
+                self.problem(
+                    path,
+                    format!(
+                        "{} is not an octal string from \"0000\" to \"0777\"",
+                        show(v)
+                    ),
+                );
+                None
+            }
+        }
     }
 
     fn hostname(&mut self, path: &str, v: &Value) -> Option<String> {

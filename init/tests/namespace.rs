@@ -1,6 +1,7 @@
 //! lupine-init as PID 1 on the host, without a VM: `unshare --pid --mount --net --uts --ipc
 //! --fork` around a chroot holding the static lupine-init and busybox, with an eth0 (a veth)
-//! made in the new network namespace. Needs root; skipped with a message otherwise.
+//! made in the new network namespace. Needs root, so every test is `#[ignore = "needs root"]`:
+//! `cargo test -p lupine-init -- --include-ignored` runs them (scripts/test.sh does, as root).
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
@@ -39,18 +40,15 @@ fn init_binary() -> &'static Path {
     })
 }
 
-fn is_root() -> bool {
+/// Fails the test unless it runs as root: a test that cannot run must not pass.
+fn require_root() {
     // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root for namespaces");
-            return;
-        }
-    };
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test needs root (unshare of PID, mount and network namespaces, chroot); \
+         run it as root or leave out --include-ignored"
+    );
 }
 
 /// A root directory for one test: lupine-init, busybox and its applets, /etc files.
@@ -60,6 +58,7 @@ struct Root {
 
 impl Root {
     fn new(manifest: Option<&str>) -> Root {
+        require_root();
         static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("lupine-ns-{}-{n}", std::process::id()));
@@ -177,8 +176,8 @@ fn status_lines(out: &str) -> Vec<&str> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn full_setup_is_what_the_app_sees() {
-    require_root!();
     let m = r#"{
       "version": 1,
       "app": {"path": "/bin/sh", "args": ["-c", "echo host=$(hostname); echo cwd=$(pwd); echo key=$KEY; echo path=$PATH; echo home=$HOME; echo nofile=$(ulimit -n); echo umask=$(umask); echo somaxconn=$(cat /proc/sys/net/core/somaxconn); echo uid=$(id -u) gid=$(id -g) groups=$(id -G); ip -4 addr show eth0; ip -6 addr show eth0; ip route; ip -6 route; ip link show eth0; cat /etc/resolv.conf /etc/hosts; cat /proc/mounts; ls -l /dev/fd /dev/stdin /dev/ptmx; stat -c 'shm=%a' /dev/shm; exit 5"],
@@ -241,8 +240,8 @@ fn full_setup_is_what_the_app_sees() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn orphans_are_reaped() {
-    require_root!();
     // Each subshell leaves a sleeper that is orphaned to PID 1 and exits; zombies would show
     // as state Z in /proc.
     let script = "for i in 1 2 3 4 5; do (sleep 0.1 &); done; sleep 1; \
@@ -280,22 +279,22 @@ fn signal_init(sig: i32, trap: &str) -> Run {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sigterm_is_forwarded_to_the_app() {
-    require_root!();
     let run = signal_init(libc::SIGTERM, "TERM");
     assert_eq!(run.stdout, "got TERM\nlupine: exit status 3\n");
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sigint_as_from_ctrl_alt_del_stops_the_app() {
-    require_root!();
     let run = signal_init(libc::SIGINT, "INT");
     assert_eq!(run.stdout, "got INT\nlupine: exit status 3\n");
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sighup_and_sigusr1_are_forwarded() {
-    require_root!();
     assert_eq!(
         signal_init(libc::SIGHUP, "HUP").stdout,
         "got HUP\nlupine: exit status 3\n"
@@ -307,8 +306,8 @@ fn sighup_and_sigusr1_are_forwarded() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn leftover_processes_are_stopped_after_the_app_exits() {
-    require_root!();
     // One leftover exits on SIGTERM, the other ignores it and needs the SIGKILL.
     let script =
         "sleep 100 & (trap '' TERM; while :; do sleep 0.05; done) & sleep 0.2; echo started";
@@ -320,15 +319,15 @@ fn leftover_processes_are_stopped_after_the_app_exits() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn killed_app_reports_its_signal() {
-    require_root!();
     let root = Root::new(Some(&manifest("kill -9 $$", "")));
     assert_eq!(root.run("", &[]).stdout, "lupine: killed by signal 9\n");
 }
 
 #[test]
+#[ignore = "needs root"]
 fn app_starts_with_default_signals_and_no_inherited_fds() {
-    require_root!();
     // SigIgn/SigBlk of 0: Rust's ignored SIGPIPE and init's blocked set are not inherited.
     let script = "grep -E '^Sig(Ign|Blk)' /proc/self/status; ls /proc/self/fd | wc -l";
     let root = Root::new(Some(&manifest(script, "")));
@@ -342,8 +341,8 @@ fn app_starts_with_default_signals_and_no_inherited_fds() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn exec_mode_makes_the_app_pid_1() {
-    require_root!();
     let root = Root::new(Some(&manifest(
         "echo pid=$$; hostname",
         r#", "mode": "exec", "hostname": "execvm""#,
@@ -353,8 +352,8 @@ fn exec_mode_makes_the_app_pid_1() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn kernel_arguments_replace_the_app_and_run_without_a_manifest() {
-    require_root!();
     let root = Root::new(None);
     let run = root.run(
         "",
@@ -374,8 +373,8 @@ fn kernel_arguments_replace_the_app_and_run_without_a_manifest() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn missing_app_is_fatal_with_status_127() {
-    require_root!();
     let root = Root::new(Some(r#"{"version": 1, "app": {"path": "/bin/nope"}}"#));
     let run = root.run("", &[]);
     assert_eq!(
@@ -385,8 +384,8 @@ fn missing_app_is_fatal_with_status_127() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn bad_manifest_is_fatal_and_names_the_field() {
-    require_root!();
     let root = Root::new(Some(
         r#"{"version": 1, "app": {"path": "/bin/sh"}, "network": {"interfaces": [{"name": "eth0", "addresses": ["10.0.2.300/24"]}]}}"#,
     ));
@@ -398,8 +397,8 @@ fn bad_manifest_is_fatal_and_names_the_field() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn failing_steps_are_fatal_and_name_what_failed() {
-    require_root!();
     let cases = [
         (
             r#""network": {"interfaces": [{"name": "eth1"}], "wait_s": 0.2}"#,
@@ -435,8 +434,8 @@ fn failing_steps_are_fatal_and_name_what_failed() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn links_that_appear_late_are_waited_for() {
-    require_root!();
     let m = manifest(
         "ip -4 addr show eth0",
         r#", "network": {"interfaces": [{"name": "eth0", "addresses": ["10.9.0.1/16"]}], "wait_s": 5}"#,
@@ -452,8 +451,8 @@ fn links_that_appear_late_are_waited_for() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn kernel_command_line_ip_and_manifest_path() {
-    require_root!();
     // /proc mounted beforehand (init skips it) with a made-up /proc/cmdline over it.
     let root = Root::new(None);
     fs::write(
@@ -489,8 +488,8 @@ fn kernel_command_line_ip_and_manifest_path() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn the_namespace_ends_by_itself() {
-    require_root!();
     let root = Root::new(Some(&manifest("exit 0", "")));
     let run = root.run("", &[]);
     assert_eq!(run.stdout, "lupine: exit status 0\n");
@@ -498,8 +497,8 @@ fn the_namespace_ends_by_itself() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn entropy_seed_is_credited_then_replaced() {
-    require_root!();
     let root = Root::new(Some(&manifest(
         "echo ran",
         r#", "entropy": {"seed_file": "/etc/seed"}"#,
@@ -525,8 +524,8 @@ fn entropy_seed_is_credited_then_replaced() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn failures_in_the_app_process_are_reported_then_its_status() {
-    require_root!();
     let root = Root::new(Some(
         r#"{"version": 1, "app": {"path": "/bin/true", "cwd": "/nowhere"}}"#,
     ));
@@ -537,8 +536,8 @@ fn failures_in_the_app_process_are_reported_then_its_status() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn on_exit_chooses_the_reboot_call() {
-    require_root!();
     // In a PID namespace, reboot(2) by its init kills it: SIGHUP for a restart, SIGINT for
     // power-off and halt; unshare re-raises the signal.
     for (on_exit, signal) in [

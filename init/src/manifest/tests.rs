@@ -1,5 +1,7 @@
 use super::*;
 
+mod schema;
+
 /// The full example of the README and the issue.
 const FULL: &str = r#"{
   "version": 1,

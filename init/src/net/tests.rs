@@ -96,10 +96,12 @@ fn assert_has(text: &str, needle: &str) {
     assert!(text.contains(needle), "{needle:?} not in:\n{text}");
 }
 
-/// Configures veth links for real in a private network namespace. Needs root; skipped
-/// otherwise. unshare(CLONE_NEWNET) moves only the calling thread, and children it spawns
-/// inherit the namespace, so the test runs in its own thread.
+/// Configures veth links for real in a private network namespace. Needs root (ignored unless
+/// run with --include-ignored, and then fails without it). unshare(CLONE_NEWNET) moves only
+/// the calling thread, and children it spawns inherit the namespace, so the test runs in its
+/// own thread.
 #[test]
+#[ignore = "needs root"]
 fn configure_in_network_namespace() {
     std::thread::spawn(in_namespace)
         .join()
@@ -107,15 +109,13 @@ fn configure_in_network_namespace() {
 }
 
 fn in_namespace() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: configure_in_network_namespace needs root");
-        return;
-    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "configure_in_network_namespace needs root (a network namespace and veth links)"
+    );
     // SAFETY: unshare takes no pointers; it only changes this thread's network namespace.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        eprintln!("skipped: unshare(CLONE_NEWNET): {}", Errno::last());
-        return;
-    }
+    Errno::result(unsafe { libc::unshare(libc::CLONE_NEWNET) })
+        .expect("unshare(CLONE_NEWNET) as root");
     // In order: each step uses the links the ones before made.
     loopback_comes_up();
     veth_gets_addresses_and_routes();
