@@ -133,7 +133,8 @@ impl Spec {
     }
 }
 
-fn put_blob(dir: &Path, data: &[u8]) -> (String, u64) {
+/// Stores `data` under `dir/blobs/sha256`; its digest and size.
+pub fn put_blob(dir: &Path, data: &[u8]) -> (String, u64) {
     let d = sha(data);
     let p = dir.join("blobs/sha256").join(&d[7..]);
     fs::create_dir_all(p.parent().unwrap()).unwrap();
