@@ -405,7 +405,6 @@ pub fn derive_bytes(input: &str, data: &[u8]) -> Result<Findings, Error> {
     let elf = Elf::parse(input, data)?;
     let an = analyze::analyze(&elf);
     let ins = analyze::decode_all(&elf);
-    let table = table();
     let mut out = Findings {
         input: input.to_string(),
         sites: an.sites.len(),
@@ -417,126 +416,179 @@ pub fn derive_bytes(input: &str, data: &[u8]) -> Result<Findings, Error> {
             out.add_syscall(n, Evidence::Site);
         }
     }
-
-    // Symbols: wrappers, generic entries, socket functions.
     let funcs: Vec<&elf::Symbol> = elf
         .symbols
         .iter()
         .filter(|s| is_code_func(s) && an.in_code(s.value))
         .collect();
     out.has_symbols = !funcs.is_empty();
-    let mut generic: BTreeMap<u64, usize> = BTreeMap::new();
-    let mut socket_fns: BTreeSet<u64> = BTreeSet::new();
-    let mut generic_names = BTreeSet::new();
-    for s in &funcs {
-        let b = bare(&s.name);
-        for name in [s.name.as_str(), b] {
-            if let Some(r) = table.syscall_by_name(name) {
-                out.add_syscall(
-                    r.number.unwrap_or_default(),
-                    Evidence::Symbol(s.name.clone()),
-                );
-            }
-            if let Some(w) = table.wrappers.get(name) {
-                for t in &w.targets {
-                    if let Some(n) = syscall_number(t) {
-                        out.add_syscall(n, Evidence::Symbol(s.name.clone()));
-                    }
-                }
-            }
-        }
-        if let Some(&(_, reg)) = GENERIC_ENTRIES.iter().find(|g| g.0 == s.name) {
-            generic.insert(s.value, reg);
-            generic_names.insert(s.name.clone());
-        }
-        if b == "socket" || b == "socketpair" {
-            socket_fns.insert(s.value);
-        }
-    }
-    out.generic_entries = generic_names.into_iter().collect();
-
+    let named = out.add_symbols(&funcs);
     let (sys, calls) = walk(&an, &ins);
-    // Numbers given to generic entries.
-    for c in &calls {
-        if let Some(&reg) = c.target.and_then(|t| generic.get(&t)) {
-            if let Some(n) = c.regs[reg].filter(|&n| syscalls::name(n).is_some()) {
-                out.add_syscall(n, Evidence::Call);
-            }
-        }
+    out.add_generic_calls(&calls, &named.generic);
+    let functions = Functions::new(&an, &funcs, &calls);
+    out.add_socket_families(&functions, &sys, &calls, named.socket_fns);
+    Ok(out)
+}
+
+/// What the symbols name: the generic entries (address to the register holding the number)
+/// and the socket functions (`socket`, `socketpair`, by address).
+struct Named {
+    generic: BTreeMap<u64, usize>,
+    socket_fns: BTreeSet<u64>,
+}
+
+/// The functions of a program: their starts, and the ranges around an address.
+struct Functions {
+    starts: BTreeSet<u64>,
+    ranges: Vec<(u64, u64)>,
+}
+
+impl Functions {
+    fn new(an: &Analysis<'_>, funcs: &[&elf::Symbol], calls: &[Point]) -> Functions {
+        let mut starts: BTreeSet<u64> = funcs.iter().map(|s| s.value).collect();
+        starts.extend(an.eh.fdes.iter().map(|f| f.0));
+        // Targets of direct calls are function entries too (stripped programs without unwind
+        // information, like musl's libc code).
+        starts.extend(calls.iter().filter(|c| c.is_call).filter_map(|c| c.target));
+        // The function around an address: a sized symbol, else an FDE.
+        let mut ranges: Vec<(u64, u64)> = funcs
+            .iter()
+            .filter(|s| s.size > 0)
+            .map(|s| (s.value, s.value.saturating_add(s.size)))
+            .collect();
+        ranges.extend(an.eh.fdes.iter().copied());
+        ranges.sort_unstable();
+        Functions { starts, ranges }
     }
 
-    // Socket families.
-    let mut func_starts: BTreeSet<u64> = funcs.iter().map(|s| s.value).collect();
-    func_starts.extend(an.eh.fdes.iter().map(|f| f.0));
-    // Targets of direct calls are function entries too (stripped programs without unwind
-    // information, like musl's libc code).
-    func_starts.extend(calls.iter().filter(|c| c.is_call).filter_map(|c| c.target));
-    let forwards = |p: &Point| p.rdi_untouched && func_starts.contains(&p.block_start);
-    // The function around an address: a sized symbol, else an FDE.
-    let mut ranges: Vec<(u64, u64)> = funcs
-        .iter()
-        .filter(|s| s.size > 0)
-        .map(|s| (s.value, s.value.saturating_add(s.size)))
-        .collect();
-    ranges.extend(an.eh.fdes.iter().copied());
-    ranges.sort_unstable();
-    let enclosing = |a: u64| -> Vec<u64> {
-        let n = ranges.partition_point(|r| r.0 <= a);
-        ranges[..n]
+    /// The point passes its caller's first argument on: `rdi` untouched since a function's start.
+    fn forwards(&self, p: &Point) -> bool {
+        p.rdi_untouched && self.starts.contains(&p.block_start)
+    }
+
+    /// The starts of the functions around `a` (the innermost 64 at most).
+    fn enclosing(&self, a: u64) -> Vec<u64> {
+        let n = self.ranges.partition_point(|r| r.0 <= a);
+        self.ranges[..n]
             .iter()
             .rev()
             .take(64)
             .filter(|r| a < r.1)
             .map(|r| r.0)
             .collect()
-    };
-    // Sites and calls with an unknown family, counted at the end unless they are inside a
-    // socket function (whose callers give the family).
-    let mut unknown: BTreeSet<u64> = BTreeSet::new();
-    for p in &sys {
-        if !matches!(p.regs[0], Some(SYS_SOCKET | SYS_SOCKETPAIR)) {
-            continue;
+    }
+}
+
+impl Findings {
+    /// System calls named by function symbols (wrappers, the calls themselves).
+    fn add_symbols(&mut self, funcs: &[&elf::Symbol]) -> Named {
+        let table = table();
+        let mut named = Named {
+            generic: BTreeMap::new(),
+            socket_fns: BTreeSet::new(),
+        };
+        let mut generic_names = BTreeSet::new();
+        for s in funcs {
+            let b = bare(&s.name);
+            for name in [s.name.as_str(), b] {
+                if let Some(r) = table.syscall_by_name(name) {
+                    self.add_syscall(
+                        r.number.unwrap_or_default(),
+                        Evidence::Symbol(s.name.clone()),
+                    );
+                }
+                if let Some(w) = table.wrappers.get(name) {
+                    for t in &w.targets {
+                        if let Some(n) = syscall_number(t) {
+                            self.add_syscall(n, Evidence::Symbol(s.name.clone()));
+                        }
+                    }
+                }
+            }
+            if let Some(&(_, reg)) = GENERIC_ENTRIES.iter().find(|g| g.0 == s.name) {
+                named.generic.insert(s.value, reg);
+                generic_names.insert(s.name.clone());
+            }
+            if b == "socket" || b == "socketpair" {
+                named.socket_fns.insert(s.value);
+            }
         }
-        match p.regs[RDI] {
-            Some(af) => {
-                out.families.entry(af).or_default().insert(Evidence::Site);
-            }
-            None if forwards(p) => {
-                socket_fns.insert(p.block_start);
-            }
-            None => {
-                unknown.insert(p.address);
+        self.generic_entries = generic_names.into_iter().collect();
+        named
+    }
+
+    /// Constant numbers given to generic entries (`syscall()`).
+    fn add_generic_calls(&mut self, calls: &[Point], generic: &BTreeMap<u64, usize>) {
+        for c in calls {
+            if let Some(&reg) = c.target.and_then(|t| generic.get(&t)) {
+                if let Some(n) = c.regs[reg].filter(|&n| syscalls::name(n).is_some()) {
+                    self.add_syscall(n, Evidence::Call);
+                }
             }
         }
     }
-    let mut done: BTreeSet<u64> = BTreeSet::new();
-    for _round in 0..8 {
-        let mut new = Vec::new();
-        for c in &calls {
-            if !c.target.is_some_and(|t| socket_fns.contains(&t)) || !done.insert(c.address) {
+
+    /// Address families of `socket`/`socketpair`: constants at the sites, else at the calls of
+    /// the functions that forward their first argument to one, a few levels up. Sites and
+    /// calls with an unknown family count unless they are inside a socket function (whose
+    /// callers give the family).
+    fn add_socket_families(
+        &mut self,
+        functions: &Functions,
+        sys: &[Point],
+        calls: &[Point],
+        mut socket_fns: BTreeSet<u64>,
+    ) {
+        let mut unknown: BTreeSet<u64> = BTreeSet::new();
+        for p in sys {
+            if !matches!(p.regs[0], Some(SYS_SOCKET | SYS_SOCKETPAIR)) {
                 continue;
             }
-            match c.regs[RDI] {
+            match p.regs[RDI] {
                 Some(af) => {
-                    out.families.entry(af).or_default().insert(Evidence::Call);
+                    self.families.entry(af).or_default().insert(Evidence::Site);
                 }
-                None if forwards(c) => new.push(c.block_start),
+                None if functions.forwards(p) => {
+                    socket_fns.insert(p.block_start);
+                }
                 None => {
-                    unknown.insert(c.address);
+                    unknown.insert(p.address);
                 }
             }
         }
-        let before = socket_fns.len();
-        socket_fns.extend(new);
-        if socket_fns.len() == before {
-            break;
+        let mut done: BTreeSet<u64> = BTreeSet::new();
+        for _round in 0..8 {
+            let mut new = Vec::new();
+            for c in calls {
+                if !c.target.is_some_and(|t| socket_fns.contains(&t)) || !done.insert(c.address) {
+                    continue;
+                }
+                match c.regs[RDI] {
+                    Some(af) => {
+                        self.families.entry(af).or_default().insert(Evidence::Call);
+                    }
+                    None if functions.forwards(c) => new.push(c.block_start),
+                    None => {
+                        unknown.insert(c.address);
+                    }
+                }
+            }
+            let before = socket_fns.len();
+            socket_fns.extend(new);
+            if socket_fns.len() == before {
+                break;
+            }
         }
+        self.unknown_family_calls = unknown
+            .iter()
+            .filter(|&&a| {
+                !functions
+                    .enclosing(a)
+                    .iter()
+                    .any(|f| socket_fns.contains(f))
+            })
+            .count();
     }
-    out.unknown_family_calls = unknown
-        .iter()
-        .filter(|&&a| !enclosing(a).iter().any(|f| socket_fns.contains(f)))
-        .count();
-    Ok(out)
 }
 
 /// Why an option is in the fragment.
