@@ -67,6 +67,9 @@
 //! below the caller's `rsp` (below the 128-byte red zone), and the entry itself must preserve
 //! rflags and every register but rax, rcx and r11, as a `syscall` does.
 
+mod cancel;
+pub use cancel::{cancel_point, check_body, CancelCopy};
+
 use iced_x86::code_asm::*;
 use iced_x86::{
     BlockEncoderOptions, Code, Decoder, DecoderOptions, Instruction, MemoryOperand, Register,

@@ -6,6 +6,7 @@
 //! (`STT_FUNC` symbols and `.eh_frame` FDEs), so that bytes that are not code desynchronise at
 //! most one function.
 
+use crate::cancel::{self, CancelPoint};
 use crate::ehframe;
 use crate::elf::{self, Elf};
 use iced_x86::{
@@ -158,6 +159,9 @@ pub struct SiteInfo {
     pub after: Vec<Instruction>,
     /// `None` when rewritten.
     pub kept: Option<KeptReason>,
+    /// A C library's cancellation point, moved whole instead of given a trampoline (see
+    /// [`cancel`]); `window` is then `None`.
+    pub moved: Option<CancelPoint>,
 }
 
 /// Everything the relinker learned about the code.
@@ -799,8 +803,21 @@ impl<'e, 'a> SiteFacts<'e, 'a> {
             window: None,
             before: Vec::new(),
             after: Vec::new(),
-            kept: self.kept_reason(address, number),
+            kept: None,
+            moved: None,
         };
+        if let Some(what) = cancel::looks_like_one(self.elf, address) {
+            match cancel::identify(self.elf, an, list, k) {
+                Ok(cp) => info.moved = Some(cp),
+                Err(why) => {
+                    info.kept = Some(KeptReason::PcSensitive(format!(
+                        "{what}, a cancellation point that cannot be moved: {why}"
+                    )))
+                }
+            }
+            return info;
+        }
+        info.kept = self.kept_reason(address, number);
         if info.kept.is_some() {
             return info;
         }

@@ -36,6 +36,7 @@
 //! The JSON report is [`Report`].
 
 pub mod analyze;
+pub mod cancel;
 pub mod cfi;
 pub mod ehframe;
 pub mod elf;

@@ -23,6 +23,7 @@
 //! Everything depends only on the input bytes: the output is byte-identical for the same input.
 
 use crate::analyze::{self, Analysis, KeptReason, SiteInfo};
+use crate::cancel;
 use crate::cfi;
 use crate::elf::{self, Elf, Phdr, Section};
 use crate::error::Error;
@@ -175,6 +176,7 @@ fn build(
         &out,
         RxInfo {
             tramps: placed.tramps,
+            copy_ends: placed.copy_ends,
             unwind: unwind.per_site,
             eh_frame_hdr: unwind.eh_frame_hdr.map(|h| h.0),
             layout,
@@ -375,16 +377,32 @@ impl CodeSegment {
     }
 }
 
-/// The trampolines placed in the code segment.
+/// The trampolines and moved cancellation points placed in the code segment.
 struct Placed {
-    /// Per site: the trampoline and its real-path syscall.
+    /// Per site: the trampoline (or copy) and its real-path syscall.
     tramps: Vec<Option<(u64, u64)>>,
-    /// Site index, address and trampoline, in address order.
-    laid_out: Vec<(usize, u64, kml_shim::Trampoline)>,
+    /// Per site: the end of a moved cancellation point's copy (its new upper bound).
+    copy_ends: Vec<Option<u64>>,
+    /// What was placed, in address order.
+    laid_out: Vec<LaidOut>,
+}
+
+/// Added code that stands for original code: a trampoline or a cancellation point's copy.
+struct LaidOut {
+    /// The site.
+    idx: usize,
+    at: u64,
+    len: u64,
+    /// The original code whose unwind information it mirrors.
+    covering: (u64, u64),
+    /// Each of its instructions and the original address whose unwind row it takes; `None`
+    /// when the code has an unexpected shape.
+    map: Option<Vec<cfi::MapPoint>>,
 }
 
 /// Appends a trampoline to the code segment for each site with a window and patches the window
-/// in `out` with a jump to it; a site whose trampoline cannot be encoded is kept.
+/// in `out` with a jump to it, or a copy of each moved cancellation point; a site whose code
+/// cannot be encoded is kept.
 fn place_trampolines(
     input: &str,
     elf: &Elf<'_>,
@@ -395,13 +413,35 @@ fn place_trampolines(
 ) -> Result<Placed, Error> {
     let mut placed = Placed {
         tramps: vec![None; an.sites.len()],
+        copy_ends: vec![None; an.sites.len()],
         laid_out: Vec::new(),
     };
     for (idx, s) in an.sites.iter_mut().enumerate() {
+        let cursor = code.next(TRAMPOLINE_ALIGN).ok_or_else(overflow(input))?;
+        if let Some(cp) = &s.moved {
+            match move_cancel_point(input, elf, cp, cursor, slot, out)? {
+                Err(e) => {
+                    s.kept = Some(KeptReason::Encode(e));
+                    s.moved = None;
+                }
+                Ok(copy) => {
+                    code.put(cursor, INT3, &copy.bytes);
+                    placed.tramps[idx] = Some((cursor, cursor + copy.syscall_offset as u64));
+                    placed.copy_ends[idx] = Some(cursor + copy.end_offset as u64);
+                    placed.laid_out.push(LaidOut {
+                        idx,
+                        at: cursor,
+                        len: copy.bytes.len() as u64,
+                        covering: (cp.begin, cp.end),
+                        map: cancel_map(cp, &copy),
+                    });
+                }
+            }
+            continue;
+        }
         let Some((start, end)) = s.window else {
             continue;
         };
-        let cursor = code.next(TRAMPOLINE_ALIGN).ok_or_else(overflow(input))?;
         match encode_trampoline(s, cursor, slot, start, end) {
             Err(e) => {
                 s.kept = Some(KeptReason::Encode(e));
@@ -411,11 +451,84 @@ fn place_trampolines(
                 patch_window(input, elf, out, start, end, &jmp)?;
                 code.put(cursor, INT3, &t.bytes);
                 placed.tramps[idx] = Some((cursor, cursor + t.syscall_offset as u64));
-                placed.laid_out.push((idx, cursor, t));
+                placed.laid_out.push(LaidOut {
+                    idx,
+                    at: cursor,
+                    len: t.bytes.len() as u64,
+                    covering: (start, end),
+                    map: trampoline_map(s, &t, end),
+                });
             }
         }
     }
     Ok(placed)
+}
+
+/// Generates the copy of the cancellation point `cp` at `at`, sends the function's entry to it
+/// and makes every reference to the bounds name the copy's, in `out`. The inner `Err` says why
+/// the copy could not be made (nothing is patched then).
+fn move_cancel_point(
+    input: &str,
+    elf: &Elf<'_>,
+    cp: &cancel::CancelPoint,
+    at: u64,
+    slot: u64,
+    out: &mut [u8],
+) -> Result<Result<kml_shim::CancelCopy, String>, Error> {
+    let copy = match kml_shim::cancel_point(at, &cp.body, slot, cp.end) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let (start, end) = cp.entry_window;
+    let Some(jmp) = kml_shim::jmp_rel32(start, at) else {
+        return Ok(Err("the copy is out of jmp range".into()));
+    };
+    let mut fields = Vec::with_capacity(cp.refs.len());
+    for r in &cp.refs {
+        let value = match r.edge {
+            cancel::Edge::Begin => at,
+            cancel::Edge::End => at + copy.end_offset as u64,
+        };
+        let Some(bytes) = r.encode(value) else {
+            return Ok(Err(format!(
+                "the reference at {:#x} cannot name the copy at {value:#x}",
+                r.insn
+            )));
+        };
+        fields.push((r.field, bytes));
+    }
+    patch_window(input, elf, out, start, end, &jmp)?;
+    for (field, bytes) in fields {
+        patch_bytes(input, elf, out, field, &bytes)?;
+    }
+    Ok(Ok(copy))
+}
+
+/// Each instruction of the copy `copy` of `cp` and the original address whose unwind row it
+/// takes (the KML path's push moves the CFA by 8); `None` for an unexpected shape.
+fn cancel_map(cp: &cancel::CancelPoint, copy: &kml_shim::CancelCopy) -> Option<Vec<cfi::MapPoint>> {
+    let o = &copy.instruction_offsets;
+    let n = cp.body.len();
+    if o.len() != n + 7 {
+        return None;
+    }
+    let syscall = cp.end - 2;
+    let pt = |k: usize, orig: u64, adj: i64| cfi::MapPoint {
+        offset: o[k] as u64,
+        orig,
+        cfa_adjust: adj,
+    };
+    let mut map: Vec<cfi::MapPoint> = cp
+        .body
+        .iter()
+        .enumerate()
+        .map(|(k, i)| pt(k, i.ip(), 0))
+        .collect();
+    map.push(pt(n, syscall, 0)); // mov rcx, [slot]
+    map.push(pt(n + 4, syscall, 8)); // jmp rcx, after the push
+    map.push(pt(n + 5, syscall, 0)); // .real: syscall
+    map.push(pt(n + 6, cp.end, 0)); // end: jmp to the original end
+    Some(map)
 }
 
 /// The trampoline of the site `s` (window `start..end`) at `at`, and the jump to it.
@@ -440,6 +553,23 @@ fn encode_trampoline(
     s.before = site.before;
     s.after = site.after;
     result
+}
+
+/// Writes `bytes` at the address `at` in `out`.
+fn patch_bytes(
+    input: &str,
+    elf: &Elf<'_>,
+    out: &mut [u8],
+    at: u64,
+    bytes: &[u8],
+) -> Result<(), Error> {
+    let dst = elf
+        .vaddr_to_offset(at)
+        .and_then(|o| usize::try_from(o).ok())
+        .and_then(|o| out.get_mut(o..o.checked_add(bytes.len())?))
+        .ok_or_else(|| layout_err(input, format!("operand at {at:#x} is not in the file")))?;
+    dst.copy_from_slice(bytes);
+    Ok(())
 }
 
 /// Replaces the window `start..end` in `out` with `jmp` and `int3`s.
@@ -478,7 +608,7 @@ fn add_unwind_info(
     input: &str,
     elf: &Elf<'_>,
     an: &Analysis<'_>,
-    laid_out: &[(usize, u64, kml_shim::Trampoline)],
+    laid_out: &[LaidOut],
     code: &mut CodeSegment,
 ) -> Result<Unwind, Error> {
     let mut unwind = Unwind {
@@ -534,30 +664,23 @@ fn eh_hdr_table(elf: &Elf<'_>, an: &Analysis<'_>) -> Option<Vec<(u64, u64)>> {
 fn trampoline_fdes(
     elf: &Elf<'_>,
     an: &Analysis<'_>,
-    laid_out: &[(usize, u64, kml_shim::Trampoline)],
+    laid_out: &[LaidOut],
     fde_base: u64,
     table: &mut Vec<(u64, u64)>,
     has_fde: &mut [bool],
 ) -> Vec<u8> {
     let pie = elf.e_type == object::elf::ET_DYN;
     let mut fdes: Vec<u8> = Vec::new();
-    for (idx, at, t) in laid_out {
-        let s = &an.sites[*idx];
-        let Some((start, end)) = s.window else {
-            continue;
-        };
-        let Some(fde) = cfi::covering(&an.eh, start, end) else {
-            continue;
-        };
-        let Some(map) = trampoline_map(s, t, end) else {
+    for l in laid_out {
+        let (start, end) = l.covering;
+        let (Some(fde), Some(map)) = (cfi::covering(&an.eh, start, end), &l.map) else {
             continue;
         };
         let fde_vaddr = fde_base + fdes.len() as u64;
-        let len = t.bytes.len() as u64;
-        if let Some(rec) = cfi::trampoline_fde(&an.eh, fde, fde_vaddr, *at, len, &map, pie) {
+        if let Some(rec) = cfi::trampoline_fde(&an.eh, fde, fde_vaddr, l.at, l.len, map, pie) {
             fdes.extend_from_slice(&rec);
-            table.push((*at, fde_vaddr));
-            has_fde[*idx] = true;
+            table.push((l.at, fde_vaddr));
+            has_fde[l.idx] = true;
         }
     }
     fdes
@@ -720,6 +843,8 @@ fn write_elf_header(out: &mut [u8], layout: &Layout, phnum: usize, shoff: u64, s
 struct RxInfo {
     /// Per site: the trampoline and its real-path syscall, and whether it has an FDE.
     tramps: Vec<Option<(u64, u64)>>,
+    /// Per site: the end of a moved cancellation point's copy.
+    copy_ends: Vec<Option<u64>>,
     unwind: Vec<bool>,
     eh_frame_hdr: Option<u64>,
     layout: Layout,
@@ -739,13 +864,18 @@ fn make_report(
     let mut kept_by_reason = std::collections::BTreeMap::new();
     let mut sites = Vec::with_capacity(an.sites.len());
     let mut rewritten = 0;
-    for ((s, t), &uw) in an.sites.iter().zip(&rx.tramps).zip(&rx.unwind) {
+    for (k, s) in an.sites.iter().enumerate() {
+        let t = rx.tramps[k];
         match (&s.kept, t) {
             (None, Some(_)) => rewritten += 1,
             (Some(k), _) => *kept_by_reason.entry(k.kind().to_string()).or_insert(0u64) += 1,
             (None, None) => {}
         }
-        sites.push(site_report(elf, s, *t, uw));
+        let mut site = site_report(elf, s, t, rx.unwind[k]);
+        if let (Some(cp), Some((at, _)), Some(end)) = (&s.moved, t, rx.copy_ends[k]) {
+            site.cancellation_point = Some(moved_report(elf, cp, at, end));
+        }
+        sites.push(site);
     }
     let total = an.sites.len() as u64;
     Report {
@@ -819,6 +949,35 @@ fn site_report(elf: &Elf<'_>, s: &SiteInfo, t: Option<(u64, u64)>, unwind: bool)
         trampoline: t.map(|t| hex(t.0)),
         trampoline_syscall: t.map(|t| hex(t.1)),
         unwind_info: t.is_some().then_some(unwind),
+        cancellation_point: None,
+    }
+}
+
+/// The report of a cancellation point moved to `at..end`.
+fn moved_report(
+    elf: &Elf<'_>,
+    cp: &cancel::CancelPoint,
+    at: u64,
+    end: u64,
+) -> report::MovedCancelPoint {
+    let (ws, we) = cp.entry_window;
+    report::MovedCancelPoint {
+        library: cp.library.into(),
+        range: [hex(cp.begin), hex(cp.end)],
+        entry_window: [hex(ws), hex(we)],
+        entry_window_bytes: analyze::window_hex(elf, ws, we),
+        copy: [hex(at), hex(end)],
+        retargeted: cp
+            .refs
+            .iter()
+            .map(|r| {
+                let edge = match r.edge {
+                    cancel::Edge::Begin => "begin",
+                    cancel::Edge::End => "end",
+                };
+                [hex(r.insn), hex(r.field), edge.into()]
+            })
+            .collect(),
     }
 }
 

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the report's shape.
-pub const REPORT_FORMAT: u32 = 1;
+pub const REPORT_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Report {
@@ -94,6 +94,22 @@ pub struct Site {
     pub trampoline_syscall: Option<String>,
     /// Rewritten sites: whether the trampoline has unwind information (an FDE).
     pub unwind_info: Option<bool>,
+    /// A C library's cancellation point moved whole (its `trampoline` is the copy).
+    pub cancellation_point: Option<MovedCancelPoint>,
+}
+
+/// How a cancellation point was moved: its original range, the jump that replaced its first
+/// instructions, the copy's range, and the instructions whose operands now name the copy's
+/// bounds instead of the original ones.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MovedCancelPoint {
+    pub library: String,
+    pub range: [String; 2],
+    pub entry_window: [String; 2],
+    pub entry_window_bytes: String,
+    pub copy: [String; 2],
+    /// `[instruction, operand field, "begin" or "end"]`.
+    pub retargeted: Vec<[String; 3]>,
 }
 
 pub fn hex(v: u64) -> String {

@@ -148,8 +148,11 @@ fn check_counts_and_sizes(
 }
 
 /// A rewritten site has a window of at least 5 bytes around its syscall, a trampoline and no
-/// reason.
+/// reason; or it is a moved cancellation point.
 fn check_rewritten_site(p: &mut Problems<'_>, s: &Site) {
+    if let Some(m) = &s.moved {
+        return check_moved_site(p, s, m);
+    }
     let ok = matches!(s.window, Some((a, b)) if a <= s.address && s.address + 2 <= b && b - a >= 5);
     p.check(
         ok,
@@ -162,6 +165,41 @@ fn check_rewritten_site(p: &mut Problems<'_>, s: &Site) {
             s.address
         ),
     );
+}
+
+/// A moved cancellation point: its range ends just after its syscall, a jump of at least 5
+/// bytes replaces its start, its copy is the trampoline and ends just after the copy's
+/// syscall, and both bounds are retargeted.
+fn check_moved_site(p: &mut Problems<'_>, s: &Site, m: &Moved) {
+    let (b, e) = m.range;
+    let (wb, we) = m.entry_window;
+    p.check(
+        b < s.address && s.address + 2 == e && wb == b && we - wb >= 5 && we <= s.address,
+        format!(
+            "moved site {:#x}: range {b:#x}..{e:#x}, entry window {wb:#x}..{we:#x}",
+            s.address
+        ),
+    );
+    p.check(
+        s.window.is_none()
+            && s.reason.is_none()
+            && s.trampoline == Some(m.copy.0)
+            && s.trampoline_syscall.map(|a| a + 2) == Some(m.copy.1),
+        format!(
+            "moved site {:#x}: copy {:?} and trampoline {:?}/{:?}",
+            s.address, m.copy, s.trampoline, s.trampoline_syscall
+        ),
+    );
+    for end in [false, true] {
+        p.check(
+            m.retargeted.iter().any(|r| r.2 == end),
+            format!(
+                "moved site {:#x}: no reference to its {} retargeted",
+                s.address,
+                if end { "end" } else { "start" }
+            ),
+        );
+    }
 }
 
 /// A kept site has a reason and no window; `__restore_rt`'s has the number 15.

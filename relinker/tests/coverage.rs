@@ -1,9 +1,12 @@
-//! Coverage under `strace -f -i -k`: where each executed system call of a relinked program
-//! was made. Its instruction pointer must lie in the code the relinker added (a trampoline's
-//! real-syscall path) rather than the original code: at least 99% of all executed calls of
-//! the corpus, and for musl programs (C, Rust) and the assembly test every call but those at
-//! sites the report keeps as PC-sensitive (or with a number that must stay real). A call from
-//! the original code at a site the report says it rewrote, or does not list, is an error.
+//! Coverage under `strace -f -i -k`, as the user experiences it: where each executed system
+//! call of a relinked program was made. Its instruction pointer must lie in the code the
+//! relinker added (a trampoline's real-syscall path, or a moved cancellation point) rather than
+//! the original code. The share of all calls from the added code is printed per program, kept
+//! sites included; the calls that do not come from there may only be those a rule keeps real
+//! (rt_sigreturn, clone, clone3, vfork, exit: they cannot return through a call), and every
+//! other call of the corpus (cancellation points included) must come from the added code. A
+//! call from the original code at a site the report says it rewrote, or does not list, is an
+//! error.
 //!
 //! `-i` gives the address after the syscall instruction; for static-PIE programs the first
 //! frame of `-k` gives its file offset, which the program headers turn into a link-time address.
@@ -22,6 +25,8 @@ struct Tally {
     added: u64,
     /// Calls made in the original code, by the report's reason for keeping the site.
     kept: BTreeMap<String, u64>,
+    /// The same calls by system call name.
+    kept_calls: BTreeMap<String, u64>,
     /// Calls from elsewhere (the vDSO, another program after an exec).
     elsewhere: u64,
     /// Calls whose address could not be placed (an exec by a vfork child of a static-PIE).
@@ -39,6 +44,9 @@ impl Tally {
         for (k, v) in &o.kept {
             *self.kept.entry(k.clone()).or_insert(0) += v;
         }
+        for (k, v) in &o.kept_calls {
+            *self.kept_calls.entry(k.clone()).or_insert(0) += v;
+        }
         self.elsewhere += o.elsewhere;
         self.unplaced += o.unplaced;
         self.errors.extend(o.errors.iter().cloned());
@@ -46,6 +54,19 @@ impl Tally {
 }
 
 const SIGRETURN: &str = "rt_sigreturn";
+
+/// The system calls whose sites stay real by rule (see `lupine_relink::analyze::KEPT_NUMBERS`):
+/// the only ones a relinked program may make from its original code. musl's `__unmapself`
+/// unmaps the stack of the thread that calls it, then exits: its munmap cannot return through
+/// a call either.
+const KEPT_CALLS: [&str; 6] = [
+    SIGRETURN,
+    "clone",
+    "clone3",
+    "vfork",
+    "exit",
+    "munmap in __unmapself",
+];
 
 /// Reasons for keeping a site that the issue prescribes (PC-sensitive code, numbers that must
 /// stay real syscalls): calls from such sites are expected.
@@ -134,6 +155,19 @@ fn place(layout: &Layout, site: u64, name: &str, t: &mut Tally) {
     if inside(&layout.added, site) {
         t.added += 1;
     } else if inside(&layout.original, site) {
+        let unmapself = layout.sites.get(&site).is_some_and(|s| {
+            s.symbol
+                .as_deref()
+                .is_some_and(|x| x.starts_with("__unmapself"))
+                || s.reason
+                    .as_deref()
+                    .is_some_and(|x| x.contains("__unmapself"))
+        });
+        let call = match (name, unmapself) {
+            ("munmap", true) => "munmap in __unmapself".to_string(),
+            _ => name.to_string(),
+        };
+        *t.kept_calls.entry(call).or_insert(0) += 1;
         match layout.sites.get(&site) {
             Some(s) if !s.rewritten => {
                 let k = s.reason_kind.clone().unwrap_or_else(|| "?".into());
@@ -170,6 +204,7 @@ fn classify(layout: &Layout, me: &str, trace: &str, run_bases: &[u64], t: &mut T
             // strace shows where it returned to, not where it was made; it is made by
             // __restore_rt, which must stay a real syscall (checked against the report below).
             *t.kept.entry(SIGRETURN.into()).or_insert(0) += 1;
+            *t.kept_calls.entry(SIGRETURN.into()).or_insert(0) += 1;
             continue;
         }
         let exec_ok = name == "execve" && result.trim() == "0";
@@ -285,8 +320,8 @@ fn executed_system_calls_come_from_the_added_code() {
     let mut total = Tally::default();
     let mut problems = Vec::new();
     eprintln!(
-        "{:<22} {:>6} {:>6} {:>6} {:>6} {:>5} {:>5}  calls from kept sites",
-        "program", "calls", "added", "rule", "other", "else", "unpl."
+        "{:<22} {:>6} {:>6} {:>7} {:>6} {:>6} {:>5} {:>5}  calls from kept sites",
+        "program", "calls", "added", "share", "rule", "other", "else", "unpl."
     );
     let (mut all_discretionary, mut all_rule) = (0, 0);
     for (name, t) in &per_program {
@@ -311,16 +346,27 @@ fn check_program(name: &str, kind: Kind, t: &Tally, problems: &mut Vec<String>) 
         .sum();
     let discretionary = t.original() - rule;
     eprintln!(
-        "{:<22} {:>6} {:>6} {:>6} {:>6} {:>5} {:>5}  {:?}",
+        "{:<22} {:>6} {:>6} {:>6.2}% {:>6} {:>6} {:>5} {:>5}  {:?}",
         name,
         t.added + t.original() + t.elsewhere + t.unplaced,
         t.added,
+        t.added as f64 * 100.0 / (t.added + t.original()).max(1) as f64,
         rule,
         discretionary,
         t.elsewhere,
         t.unplaced,
-        t.kept
+        t.kept_calls
     );
+    let not_by_rule: Vec<_> = t
+        .kept_calls
+        .keys()
+        .filter(|c| !KEPT_CALLS.contains(&c.as_str()))
+        .collect();
+    if !not_by_rule.is_empty() {
+        problems.push(format!(
+            "{name}: {not_by_rule:?} made from the original code: only {KEPT_CALLS:?} may be"
+        ));
+    }
     for e in &t.errors {
         problems.push(format!("{name}: {e}"));
     }

@@ -291,7 +291,8 @@ fn no_branch_target_inside_a_patch_window() {
         let mut windows = 0;
         let mut mid_instruction = 0;
         for s in sites.iter().filter(|s| s.rewritten) {
-            let w = s.window.unwrap();
+            // A moved cancellation point: no branch may land inside its whole range.
+            let w = s.window.or(s.moved.as_ref().map(|m| m.range)).unwrap();
             windows += 1;
             // The window's instruction boundaries, from the original bytes.
             let bytes = bytes_at(&info, &data, w.0, w.1 - w.0).unwrap();
@@ -378,9 +379,16 @@ fn the_original_code_changes_only_inside_windows() {
             .collect();
         let before = (&ia, &a[..]);
         let after = (&ib, &b[..]);
-        changes_outside_windows(name, before, after, &windows, &mut problems);
+        let mut patched: Vec<(u64, u64, &Site)> = windows.clone();
+        for s in &sites {
+            patched.extend(moved_patches(before, s).into_iter().map(|(x, y)| (x, y, s)));
+        }
+        changes_outside_windows(name, before, after, &patched, &mut problems);
         let added = added_code(&r.program.path, &r.path);
         check_windows(name, before, after, &rep, &windows, &added, &mut problems);
+        for s in sites.iter().filter(|s| s.moved.is_some()) {
+            check_moved(name, after, s, &added, &mut problems);
+        }
         check_kept_sites(name, after, &sites, &mut problems);
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -470,6 +478,64 @@ fn check_windows(
         if !added.iter().any(|&(lo, hi)| dest >= lo && dest < hi) {
             problems.push(format!(
                 "{name}: window {x:#x} jumps to {dest:#x}, outside the added code"
+            ));
+        }
+    }
+}
+
+/// The bytes a moved cancellation point changes in the original code: its entry window, and
+/// each retargeted operand up to the end of its instruction (decoded here).
+fn moved_patches((ia, a): (&ElfInfo, &[u8]), s: &Site) -> Vec<(u64, u64)> {
+    let Some(m) = &s.moved else {
+        return vec![];
+    };
+    let mut out = vec![m.entry_window];
+    for &(insn, field, _) in &m.retargeted {
+        let bytes = bytes_at(ia, a, insn, 15).unwrap_or_default();
+        let i = Decoder::with_ip(64, &bytes, insn, DecoderOptions::NONE).decode();
+        out.push((field, i.next_ip()));
+    }
+    out
+}
+
+/// A moved cancellation point: its entry window is `jmp rel32` to its copy in the added code,
+/// then int3, and each retargeted instruction now names the copy's start or end.
+fn check_moved(
+    name: &str,
+    (ib, b): (&ElfInfo, &[u8]),
+    s: &Site,
+    added: &[(u64, u64)],
+    problems: &mut Vec<String>,
+) {
+    let m = s.moved.as_ref().unwrap();
+    let (x, y) = m.entry_window;
+    let new = bytes_at(ib, b, x, y - x).unwrap();
+    let rel = i32::from_le_bytes(new[1..5].try_into().unwrap()) as i64;
+    let dest = (x as i64 + 5 + rel) as u64;
+    let in_added = added
+        .iter()
+        .any(|&(lo, hi)| m.copy.0 >= lo && m.copy.1 <= hi);
+    if new[0] != 0xe9 || new[5..].iter().any(|&c| c != 0xcc) || dest != m.copy.0 || !in_added {
+        problems.push(format!(
+            "{name}: moved site {:#x}: entry {new:02x?} does not jump to its copy {:?} in the added code",
+            s.address, m.copy
+        ));
+    }
+    for &(insn, _, end) in &m.retargeted {
+        let want = if end { m.copy.1 } else { m.copy.0 };
+        let bytes = bytes_at(ib, b, insn, 15).unwrap_or_default();
+        let i = Decoder::with_ip(64, &bytes, insn, DecoderOptions::NONE).decode();
+        let names = (i.is_ip_rel_memory_operand() && i.ip_rel_memory_address() == want)
+            || (0..i.op_count()).any(|n| {
+                matches!(
+                    i.op_kind(n),
+                    OpKind::Immediate32 | OpKind::Immediate32to64 | OpKind::Immediate64
+                ) && i.immediate(n) == want
+            });
+        if !names {
+            problems.push(format!(
+                "{name}: moved site {:#x}: the instruction at {insn:#x} does not name {want:#x}",
+                s.address
             ));
         }
     }

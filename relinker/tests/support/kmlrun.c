@@ -12,7 +12,12 @@
  * kml_entry stands in for the KML kernel's entry: called with a system call's registers
  * (number in rax; arguments in rdi, rsi, rdx, r10, r8, r9), it clobbers the 16 bytes below
  * its return address as the real entry does, counts the call, makes the real `syscall` and
- * returns with only rax, rcx and r11 changed (rflags as a syscall leaves them).
+ * returns with only rax, rcx and r11 changed (rflags as a syscall leaves them). When the two
+ * bytes before the return address are a `syscall` (lupine-relink's copy of a cancellation
+ * point pushes its return address there), it pops the return address and makes the call with
+ * that instruction instead: the KML kernel shows a signal that interrupts such a call as
+ * interrupting that `syscall`, and the copy's cancellation handler depends on it, which a
+ * stand-in whose own `syscall` was interrupted could not give it.
  *
  * Counting is per process: the counter lives in a MADV_WIPEONFORK page, so a forked child
  * starts from 0 while threads share their process's counter. When a process makes exit (60)
@@ -244,11 +249,21 @@ __asm__(".text\n"
         "  cmp $60, %eax\n"
         "  je 2f\n"
         "1:\n"
+        "  mov 8(%rsp), %rcx\n" /* the return address, above the saved flags */
+        "  cmpw $0x050f, -2(%rcx)\n"
+        "  je 3f\n"
         "  popfq\n"
         "  movq $0x6b6c6d31, -8(%rsp)\n" /* junk where the real entry saves state */
         "  movq $0x6b6c6d32, -16(%rsp)\n"
         "  syscall\n"
         "  ret\n"
+        "3:\n" /* a syscall just before the return address: make the call there */
+        "  popfq\n"
+        "  movq $0x6b6c6d31, -8(%rsp)\n"
+        "  movq $0x6b6c6d32, -16(%rsp)\n"
+        "  lea -2(%rcx), %rcx\n"
+        "  lea 8(%rsp), %rsp\n"
+        "  jmp *%rcx\n"
         "2:\n" /* exit or exit_group: report first; the process is ending anyway */
         "  push %rax\n"
         "  push %rdi\n"

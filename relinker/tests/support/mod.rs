@@ -145,6 +145,18 @@ pub struct Site {
     pub reason: Option<String>,
     pub symbol: Option<String>,
     pub number: Option<u64>,
+    /// A moved cancellation point (see `lupine_relink::cancel`).
+    pub moved: Option<Moved>,
+}
+
+/// A cancellation point moved whole: its range, the jump at its start, its copy, and the
+/// operands that name a bound (`(instruction, field, is the end)`).
+#[derive(Debug, Clone)]
+pub struct Moved {
+    pub range: (u64, u64),
+    pub entry_window: (u64, u64),
+    pub copy: (u64, u64),
+    pub retargeted: Vec<(u64, u64, bool)>,
 }
 
 pub fn sites(name: &str, r: &lupine_relink::Report) -> Vec<Site> {
@@ -169,6 +181,27 @@ pub fn sites(name: &str, r: &lupine_relink::Report) -> Vec<Site> {
                 reason: s.reason.clone(),
                 symbol: s.symbol.clone(),
                 number: s.syscall_number,
+                moved: s.cancellation_point.as_ref().map(|m| {
+                    let pair = |what: &str, v: &[String; 2]| {
+                        (addr(name, what, &v[0]), addr(name, what, &v[1]))
+                    };
+                    Moved {
+                        range: pair("range", &m.range),
+                        entry_window: pair("entry_window", &m.entry_window),
+                        copy: pair("copy", &m.copy),
+                        retargeted: m
+                            .retargeted
+                            .iter()
+                            .map(|[i, f, e]| {
+                                (
+                                    addr(name, "retargeted", i),
+                                    addr(name, "retargeted", f),
+                                    e == "end",
+                                )
+                            })
+                            .collect(),
+                    }
+                }),
             }
         })
         .collect()

@@ -86,6 +86,7 @@ pub const C_PROGRAMS: &[(&str, &[&[&str]])] = &[
     ("spawn", &[&[]]),
     ("signals", &[&[]]),
     ("cancel", &[&[]]),
+    ("cancel-arch", &[&[]]),
     ("epoll", &[&[]]),
     ("sockets", &[&[]]),
     ("backtrace", &[&["fault"], &["raise"], &["syscall"]]),
