@@ -212,7 +212,7 @@ fn ext4_keeps_owners_modes_links_and_devices() {
     assert!(debugfs(&out, "stat \"/sp ace/a fifo\"").contains("Type: FIFO"));
     assert_eq!(
         ext4_cat(&out, "/lupine-init"),
-        fs::read(lupine_init()).unwrap()
+        fs::read(lupine_init().unwrap()).unwrap()
     );
     let m: serde_json::Value = serde_json::from_slice(&ext4_cat(&out, "/etc/lupine.json")).unwrap();
     assert_eq!(m["app"]["path"], "/bin/app");
