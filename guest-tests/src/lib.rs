@@ -3,11 +3,10 @@
 //!
 //! - [`kernel()`] and [`lupine_init()`] locate (or build once per process) the kernel of a
 //!   profile ([`GENERAL`], [`BASE`], [`MICROVM`]) and the static init.
-//! - [`Initramfs`] packs lupine-init, busybox and a manifest into a newc cpio; [`ext4_image`]
-//!   makes a disk with `mkfs.ext4 -d`.
+//! - [`Initramfs`] packs lupine-init, busybox and a manifest into a newc cpio (lupine-image's
+//!   writer); [`ext4_image`] makes a disk with `mkfs.ext4 -d`.
 //! - [`Vm`] runs QEMU with a timeout and returns the console text and QEMU's exit status.
 
-pub mod cpio;
 mod image;
 mod kernel;
 mod oci;
