@@ -58,6 +58,16 @@ impl Initramfs {
             .file("/etc/lupine.json", 0o644, manifest))
     }
 
+    /// [`Initramfs::new`] with a manifest whose app is busybox `sh` with `args` (`-c SCRIPT`, or
+    /// a script file added with [`Initramfs::file`]).
+    pub fn sh(args: &[&str]) -> Result<Initramfs> {
+        let manifest = serde_json::json!({
+            "version": 1,
+            "app": {"path": "/bin/sh", "args": args},
+        });
+        Initramfs::new(&manifest.to_string())
+    }
+
     /// Adds a file, or replaces the one at `path` (parent directories are created).
     pub fn file(mut self, path: &str, mode: u32, data: impl AsRef<[u8]>) -> Initramfs {
         self.add(path, Kind::File(Rc::new(data.as_ref().to_vec())), mode);

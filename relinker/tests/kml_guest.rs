@@ -83,15 +83,14 @@ fn script(cases: &[(String, &Case)]) -> String {
 fn relinked_corpus_runs_under_real_kml_like_the_originals_on_the_host() {
     let c = corpus();
     let tmp = TempDir::new("kml-corpus").unwrap();
-    let mut initrd =
-        Initramfs::new(r#"{"version": 1, "app": {"path": "/bin/sh", "args": ["/corpus.sh"]}}"#)
-            .unwrap()
-            // Read by busybox sha256sum and wc at its host path (see script()).
-            .file(
-                "/hello.c",
-                0o644,
-                std::fs::read(corpus_src().join("hello.c")).unwrap(),
-            );
+    let mut initrd = Initramfs::sh(&["/corpus.sh"])
+        .unwrap()
+        // Read by busybox sha256sum and wc at its host path (see script()).
+        .file(
+            "/hello.c",
+            0o644,
+            std::fs::read(corpus_src().join("hello.c")).unwrap(),
+        );
     let mut placed = BTreeSet::new();
     let mut cases = Vec::new();
     for case in &c.cases {
