@@ -358,7 +358,10 @@ fn trampoline_runs_both_paths_preserving_registers_red_zone_and_flags() {
     }
     // SAFETY: the function follows the System V ABI (callee-saved registers restored).
     let run: extern "sysv64" fn() -> u64 = unsafe { std::mem::transmute(code as usize) };
+    // SAFETY: called only with `slot`, `counter` and `out`: aligned words of the mapping's
+    // data page, which stays readable and writable until the munmap below.
     let read = |a: u64| unsafe { *(a as *const u64) };
+    // SAFETY: as for `read`.
     let write = |a: u64, v: u64| unsafe { *(a as *mut u64) = v };
     let pid = std::process::id() as u64;
 
@@ -484,6 +487,8 @@ fn entry_stub_runs_and_preserves_the_entry_state() {
     }
     // SAFETY: the harness follows the System V ABI and restores its own stack.
     let run: extern "sysv64" fn(*mut u64) -> u64 = unsafe { std::mem::transmute(code as usize) };
+    // SAFETY: called only with `slot`, an aligned word of the mapping's data page, which stays
+    // readable until the munmap below.
     let read = |a: u64| unsafe { *(a as *const u64) };
 
     for (aux, want) in [
@@ -507,7 +512,9 @@ fn entry_stub_runs_and_preserves_the_entry_state() {
         }
         stack.extend([0, 0]);
         let above = stack[top..].to_vec();
+        // SAFETY: `slot` is an aligned word of the mapping's writable data page.
         unsafe { *(slot as *mut u64) = 0x5555 };
+        // SAFETY: `top` < `stack.len()`, so the pointer stays inside the vector.
         let entry_sp = unsafe { stack.as_mut_ptr().add(top) };
         assert_eq!(
             run(entry_sp),
