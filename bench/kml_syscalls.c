@@ -1,4 +1,4 @@
-/* kml_syscalls: TSC ticks per system call for bench/kml, as lmbench's lat_syscall: null
+/* kml_syscalls: TSC ticks per system call for bench/kml.py, as lmbench's lat_syscall: null
  * (getppid), read (one byte from /dev/zero) and write (one byte to /dev/null), N calls each
  * (argv[1], default 200,000) after a warm-up. Ticks, not clock_gettime: rdtsc reads the same
  * clock at either privilege level, with no vDSO involved. Prints one line:

@@ -1,6 +1,6 @@
 /* null_syscall: the cost of a null system call, as lmbench's `lat_syscall null`: getppid() in a
  * loop. Prints nanoseconds per call for N calls (argv[1], default 2,000,000) after a warm-up.
- * Built with musl-gcc -static by bench/relink, which times it original and relinked. */
+ * Built with musl-gcc -static by bench/relink.py, which times it original and relinked. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>

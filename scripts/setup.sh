@@ -15,7 +15,7 @@ PACKAGES=(
   strace                # the relinker's coverage tests
   python3               # bench scripts
   dpkg-dev              # apt-get source / dpkg-source for apps/build.sh
-  redis-tools apache2-utils  # redis-cli, redis-benchmark, ab: app guest tests and bench/apps
+  redis-tools apache2-utils  # redis-cli, redis-benchmark, ab: app guest tests and bench/apps.py
 )
 
 missing=()

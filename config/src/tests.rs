@@ -5,12 +5,7 @@ fn the_table_parses_and_every_row_is_sound() {
     let t = Table::parse(TABLE_TSV).expect("the table parses");
     assert!(t.syscalls.len() > 100, "{} syscall rows", t.syscalls.len());
     for (n, r) in &t.syscalls {
-        assert_eq!(
-            lupine_relink::syscalls::name(*n),
-            Some(r.name.as_str()),
-            "line {}",
-            r.line
-        );
+        assert_eq!(syscalls::name(*n), Some(r.name.as_str()), "line {}", r.line);
         assert!(!r.targets.is_empty(), "line {}: no option", r.line);
         assert!(
             r.source.contains("CONFIG_") || r.source.contains("Kbuild"),

@@ -1,11 +1,11 @@
-//! The build products guests need (kernels, lupine-init, applications), located or built once
-//! per test process.
+//! The build products guests need (kernels, applications), located or built once per test
+//! process; lupine-init comes from `test_support`.
 
 use std::collections::BTreeMap;
 use std::env;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use crate::{run, target_dir, workspace_root, Error, Result};
 
@@ -66,33 +66,6 @@ pub fn app(name: &str) -> Result<PathBuf> {
             Ok(dir)
         })
         .clone()
-}
-
-/// The static lupine-init: `LUPINE_INIT` if set, else built with cargo for the musl target.
-pub fn lupine_init() -> Result<PathBuf> {
-    static INIT: OnceLock<Result<PathBuf>> = OnceLock::new();
-    INIT.get_or_init(|| {
-        if let Some(path) = env::var_os("LUPINE_INIT") {
-            return existing(PathBuf::from(path), "LUPINE_INIT");
-        }
-        const TARGET: &str = "x86_64-unknown-linux-musl";
-        // `cargo test` sets CARGO to the cargo that runs us; cargo's own lock serialises
-        // concurrent builds.
-        let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        run(Command::new(cargo).current_dir(workspace_root()).args([
-            "build",
-            "--release",
-            "-p",
-            "lupine-init",
-            "--target",
-            TARGET,
-        ]))?;
-        existing(
-            target_dir().join(TARGET).join("release/lupine-init"),
-            "cargo build output",
-        )
-    })
-    .clone()
 }
 
 fn existing(path: PathBuf, what: &str) -> Result<PathBuf> {

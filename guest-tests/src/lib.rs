@@ -3,11 +3,10 @@
 //!
 //! - [`kernel()`] and [`lupine_init()`] locate (or build once per process) the kernel of a
 //!   profile ([`GENERAL`], [`BASE`], [`MICROVM`]) and the static init.
-//! - [`Initramfs`] packs lupine-init, busybox and a manifest into a newc cpio; [`ext4_image`]
-//!   makes a disk with `mkfs.ext4 -d`.
+//! - [`Initramfs`] packs lupine-init, busybox and a manifest into a newc cpio (lupine-image's
+//!   writer); [`ext4_image`] makes a disk with `mkfs.ext4 -d`.
 //! - [`Vm`] runs QEMU with a timeout and returns the console text and QEMU's exit status.
 
-pub mod cpio;
 mod image;
 mod kernel;
 mod oci;
@@ -15,12 +14,12 @@ mod tmp;
 mod vm;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub use image::{ext4_image, Initramfs, APPLETS};
-pub use kernel::{app, kernel, lupine_init, BASE, GENERAL, MICROVM};
+pub use kernel::{app, kernel, BASE, GENERAL, MICROVM};
 pub use oci::oci_layout;
+pub use test_support::{lupine_init, target_dir, workspace_root};
 pub use tmp::TempDir;
 pub use vm::{Outcome, Running, Vm, DEBUGCON_PORT, EXIT_PORT};
 
@@ -49,22 +48,13 @@ impl From<std::io::Error> for Error {
     }
 }
 
-pub type Result<T> = std::result::Result<T, Error>;
-
-/// The workspace root (the parent of this crate).
-pub fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("crate inside the workspace")
-}
-
-/// Cargo's target directory: `CARGO_TARGET_DIR` if set, else `<workspace>/target`.
-pub fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => workspace_root().join(dir),
-        None => workspace_root().join("target"),
+impl From<test_support::Error> for Error {
+    fn from(e: test_support::Error) -> Error {
+        Error(e.0)
     }
 }
+
+pub type Result<T> = std::result::Result<T, Error>;
 
 /// Runs a command to completion; an error names it and includes its output.
 fn run(cmd: &mut Command) -> Result<Output> {

@@ -100,9 +100,7 @@ fn app_sees_its_configured_vm() {
 #[test]
 fn cmdline_words_after_dashes_replace_the_app() {
     let tmp = TempDir::new("cmdline-app").unwrap();
-    let manifest =
-        r#"{"version": 1, "app": {"path": "/bin/sh", "args": ["-c", "echo manifest app"]}}"#;
-    let initrd = Initramfs::new(manifest)
+    let initrd = Initramfs::sh(&["-c", "echo manifest app"])
         .unwrap()
         .write(tmp.join("initramfs.cpio"))
         .unwrap();

@@ -64,12 +64,11 @@ while :; do sleep 1; done
 #[test]
 fn ctrl_c_on_the_console_reaches_the_app_only() {
     let tmp = TempDir::new("console-ctrl-c").unwrap();
-    let initrd =
-        Initramfs::new(r#"{"version": 1, "app": {"path": "/bin/sh", "args": ["/app.sh"]}}"#)
-            .unwrap()
-            .file("/app.sh", 0o644, INTERRUPTIBLE)
-            .write(tmp.join("initramfs.cpio"))
-            .unwrap();
+    let initrd = Initramfs::sh(&["/app.sh"])
+        .unwrap()
+        .file("/app.sh", 0o644, INTERRUPTIBLE)
+        .write(tmp.join("initramfs.cpio"))
+        .unwrap();
     let mut vm = Vm::lupine_on(BASE, &initrd)
         .unwrap()
         .append("lupine.log=debug loglevel=8")

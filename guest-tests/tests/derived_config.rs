@@ -138,9 +138,7 @@ fn derived_fragment_runs_its_programs() {
         &tmp.join("kernel-derived"),
     );
 
-    let manifest =
-        r#"{"version": 1, "app": {"path": "/bin/sh", "args": ["-c", "/hello-app && /epoll-app"]}}"#;
-    let initrd = Initramfs::new(manifest)
+    let initrd = Initramfs::sh(&["-c", "/hello-app && /epoll-app"])
         .unwrap()
         .file("/epoll-app", 0o755, std::fs::read(&ep).unwrap())
         .file("/hello-app", 0o755, std::fs::read(&hello).unwrap())

@@ -103,15 +103,6 @@ fn run_unchecked(profile: &str, initrd: &Path, smp: u32, cpu: &str, cmdline: &st
         .unwrap()
 }
 
-/// An initramfs whose app is `sh -c script` (busybox), to add the test's files to.
-fn sh_initramfs(script: &str) -> Initramfs {
-    let manifest = serde_json::json!({
-        "version": 1,
-        "app": {"path": "/bin/sh", "args": ["-c", script]},
-    });
-    Initramfs::new(&manifest.to_string()).unwrap()
-}
-
 /// `src` built with `musl-gcc -static -O2 -pthread` into `exe`, then relinked by lupine-relink
 /// (some site must be rewritten).
 fn relinked_musl(src: &Path, exe: &Path) -> Vec<u8> {
@@ -356,12 +347,13 @@ fn relinked(smp: u32, cpu: &str) {
     let (src, exe) = (tmp.join("relinked.c"), tmp.join("relinked"));
     std::fs::write(&src, RELINKED_C).unwrap();
     let relinked = relinked_musl(&src, &exe);
-    let initrd =
-        sh_initramfs("/trusted/relinked; echo status=$?; cat /proc/kml; /relinked; echo status=$?")
-            .file("/trusted/relinked", 0o755, &relinked)
-            .file("/relinked", 0o755, &relinked)
-            .write(tmp.join("initramfs.cpio"))
-            .unwrap();
+    let script = "/trusted/relinked; echo status=$?; cat /proc/kml; /relinked; echo status=$?";
+    let initrd = Initramfs::sh(&["-c", script])
+        .unwrap()
+        .file("/trusted/relinked", 0o755, &relinked)
+        .file("/relinked", 0o755, &relinked)
+        .write(tmp.join("initramfs.cpio"))
+        .unwrap();
     let out = run(&initrd, smp, cpu, "kml=on");
     assert_eq!(
         out.lines_starting("relinked: "),
@@ -501,7 +493,8 @@ fn stage2(smp: u32, cpu: &str) {
     } else {
         STAGE2_SCRIPT.to_string()
     };
-    let initrd = sh_initramfs(&script)
+    let initrd = Initramfs::sh(&["-c", &script])
+        .unwrap()
         .file("/trusted/kml2test", 0o755, &bin)
         .write(tmp.join("initramfs.cpio"))
         .unwrap();
@@ -623,7 +616,8 @@ const STAGE3_SCRIPT: &str = "for m in signal altstack restart fork threads exec 
 fn stage3(smp: u32, cpu: &str) {
     let tmp = TempDir::new(&format!("kml-stage3-smp{smp}-{cpu}")).unwrap();
     let bin = kml3test(tmp.path());
-    let initrd = sh_initramfs(STAGE3_SCRIPT)
+    let initrd = Initramfs::sh(&["-c", STAGE3_SCRIPT])
+        .unwrap()
         .file("/trusted/kml3test", 0o755, &bin)
         .file("/kml3test", 0o755, &bin)
         .write(tmp.join("initramfs.cpio"))
@@ -739,7 +733,8 @@ fn busybox_trusted(smp: u32, cpu: &str) {
     let script = "cat /proc/kml; echo mark-k; /trusted/busybox sh /trusted/script.sh; \
         echo status=$?; echo mark-u; cat /proc/kml; /bin/busybox sh /trusted/script.sh; \
         echo status=$?; echo mark-e; cat /proc/kml; echo done";
-    let initrd = sh_initramfs(script)
+    let initrd = Initramfs::sh(&["-c", script])
+        .unwrap()
         .file("/trusted/busybox", 0o755, &busybox)
         .file("/trusted/script.sh", 0o644, BUSYBOX_SCRIPT)
         .write(tmp.join("initramfs.cpio"))
@@ -871,7 +866,8 @@ fn mixed(smp: u32, cpu: &str) {
     let (src, exe) = (tmp.join("mixed.c"), tmp.join("mixed"));
     std::fs::write(&src, MIXED_C).unwrap();
     let relinked = relinked_musl(&src, &exe);
-    let initrd = sh_initramfs("/trusted/mixed; echo status=$?")
+    let initrd = Initramfs::sh(&["-c", "/trusted/mixed; echo status=$?"])
+        .unwrap()
         .file("/trusted/mixed", 0o755, &relinked)
         .write(tmp.join("initramfs.cpio"))
         .unwrap();
@@ -918,7 +914,8 @@ const SELECTION_SCRIPT: &str = "B=/bin/busybox; /trusted/kmltest-ow; \
 fn selection(smp: u32, cpu: &str) {
     let tmp = TempDir::new(&format!("kml-selection-smp{smp}-{cpu}")).unwrap();
     let bin = kmltest(tmp.path());
-    let initrd = sh_initramfs(SELECTION_SCRIPT)
+    let initrd = Initramfs::sh(&["-c", SELECTION_SCRIPT])
+        .unwrap()
         .file("/trusted/kmltest", 0o755, &bin)
         .file("/trusted/kmltest-ow", 0o757, &bin)
         .file("/trusted/kmltest-u", 0o755, &bin)
@@ -967,7 +964,8 @@ fn stage5(smp: u32, cpu: &str) {
     let tmp = TempDir::new(&format!("kml-stage5-smp{smp}-{cpu}")).unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kml/kml5test.c");
     let bin = relinked_musl(&src, &tmp.join("kml5test"));
-    let initrd = sh_initramfs(STAGE5_SCRIPT)
+    let initrd = Initramfs::sh(&["-c", STAGE5_SCRIPT])
+        .unwrap()
         .file("/trusted/kml5test", 0o755, &bin)
         .file("/kml5test", 0o755, &bin)
         .write(tmp.join("initramfs.cpio"))

@@ -130,15 +130,14 @@ fn corpus_initramfs<'c>(
     c: &'c Corpus,
     tmp: &TempDir,
 ) -> (std::path::PathBuf, Vec<(String, &'c Case)>, usize) {
-    let mut initrd =
-        Initramfs::new(r#"{"version": 1, "app": {"path": "/bin/sh", "args": ["/corpus.sh"]}}"#)
-            .unwrap()
-            // Read by busybox sha256sum and wc at its host path (see script()).
-            .file(
-                "/hello.c",
-                0o644,
-                std::fs::read(corpus_src().join("hello.c")).unwrap(),
-            );
+    let mut initrd = Initramfs::sh(&["/corpus.sh"])
+        .unwrap()
+        // Read by busybox sha256sum and wc at its host path (see script()).
+        .file(
+            "/hello.c",
+            0o644,
+            std::fs::read(corpus_src().join("hello.c")).unwrap(),
+        );
     let mut placed = BTreeSet::new();
     let mut cases = Vec::new();
     for case in &c.cases {

@@ -18,7 +18,7 @@ fn relinked_init_and_busybox_run_the_app() {
         "app": {"path": "/bin/sh", "args": ["-c",
           "echo marks=$(grep -c LUPINE-RELINK /lupine-init)$(grep -c LUPINE-RELINK /bin/busybox); hostname; ip -4 -o addr show eth0 | grep -o 'inet [0-9./]*'; (sleep 0.1; echo child) & wait; exit 4"]},
         "network": {"interfaces": [{"name": "eth0", "addresses": ["10.0.2.15/24"]}], "wait_s": 2}}"#;
-    // Later cpio entries replace earlier ones of the same name.
+    // A file added again replaces the earlier one.
     let initrd = Initramfs::new(manifest)
         .unwrap()
         .file(

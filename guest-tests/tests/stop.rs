@@ -13,12 +13,11 @@ while :; do sleep 1; done
 #[test]
 fn sysrq_e_on_the_console_stops_the_app_cleanly() {
     let tmp = TempDir::new("stop").unwrap();
-    let initrd =
-        Initramfs::new(r#"{"version": 1, "app": {"path": "/bin/sh", "args": ["/app.sh"]}}"#)
-            .unwrap()
-            .file("/app.sh", 0o644, APP)
-            .write(tmp.join("initramfs.cpio"))
-            .unwrap();
+    let initrd = Initramfs::sh(&["/app.sh"])
+        .unwrap()
+        .file("/app.sh", 0o644, APP)
+        .write(tmp.join("initramfs.cpio"))
+        .unwrap();
     let mut vm = Vm::lupine_on(BASE, &initrd).unwrap().spawn().unwrap();
     vm.wait_for_line("ready").unwrap();
     vm.sysrq('e').unwrap();

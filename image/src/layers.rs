@@ -366,12 +366,17 @@ impl Tree {
 
     /// Adds or replaces a root-owned regular file; its directory must exist.
     pub fn put_file(&mut self, path: &str, data: Vec<u8>, mode: u32) {
+        self.add(path, Kind::File(Rc::new(data)), mode);
+    }
+
+    /// Adds or replaces a root-owned node with a new inode; its directory must exist.
+    pub fn add(&mut self, path: &str, kind: Kind, mode: u32) {
         let ino = self.ino();
         let mtime = self.max_mtime();
         self.put(
             path,
             Node {
-                kind: Kind::File(Rc::new(data)),
+                kind,
                 mode,
                 uid: 0,
                 gid: 0,

@@ -3,9 +3,12 @@
 mod support;
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
+use std::process::{Command, Stdio};
 
+use lupine_image::layers::{Kind, Tree};
 use serde_json::json;
 use support::*;
 
@@ -53,7 +56,7 @@ fn layers() -> Vec<Vec<u8>> {
     vec![l1, l2]
 }
 
-fn check_tree(tree: &lupine_image::layers::Tree) {
+fn check_tree(tree: &Tree) {
     use lupine_image::layers::Kind;
     let get = |p: &str| tree.nodes.get(p).unwrap_or_else(|| panic!("{p} missing"));
     assert_eq!(
@@ -126,7 +129,7 @@ fn index_selection_by_ref_platform_and_nesting() {
     let which = |dir: &Path, r: Option<&str>| -> Result<Vec<u8>, String> {
         let (_, t) = lupine_image::read_tree(dir, r).map_err(|e| e.to_string())?;
         match &t.nodes["which"].kind {
-            lupine_image::layers::Kind::File(d) => Ok(d.to_vec()),
+            Kind::File(d) => Ok(d.to_vec()),
             _ => panic!(),
         }
     };
@@ -212,7 +215,7 @@ fn ext4_keeps_owners_modes_links_and_devices() {
     assert!(debugfs(&out, "stat \"/sp ace/a fifo\"").contains("Type: FIFO"));
     assert_eq!(
         ext4_cat(&out, "/lupine-init"),
-        fs::read(lupine_init()).unwrap()
+        fs::read(lupine_init().unwrap()).unwrap()
     );
     let m: serde_json::Value = serde_json::from_slice(&ext4_cat(&out, "/etc/lupine.json")).unwrap();
     assert_eq!(m["app"]["path"], "/bin/app");
@@ -220,7 +223,7 @@ fn ext4_keeps_owners_modes_links_and_devices() {
     assert!(!ext4_ls(&out, "/opq").contains_key("lower"));
     assert!(!ext4_ls(&out, "/etc").contains_key("gone"));
     // A clean filesystem.
-    let fsck = std::process::Command::new("e2fsck")
+    let fsck = Command::new("e2fsck")
         .args(["-fn"])
         .arg(&out)
         .output()
@@ -295,6 +298,47 @@ fn initramfs_keeps_owners_modes_links_and_devices() {
         assert!(!x.join("opq/lower").exists() && x.join("opq/upper").exists());
     }
     fs::remove_dir_all(&d).unwrap();
+}
+
+/// busybox cpio (Debian's busybox-static) reads back a tree built with `Tree`'s own methods
+/// (as guest-tests builds its initramfs).
+#[test]
+fn busybox_cpio_lists_a_tree_written_as_initramfs() {
+    let mut tree = Tree::new();
+    tree.ensure_dir("a/b", 0o755).unwrap();
+    tree.put_file("a/b/file.txt", b"hello".to_vec(), 0o644);
+    tree.ensure_dir("bin", 0o755).unwrap();
+    tree.add("bin/sh", Kind::Symlink("busybox".into()), 0o777);
+    tree.ensure_dir("dev", 0o755).unwrap();
+    tree.add("dev/console", Kind::Char(5, 1), 0o600);
+    let mut archive = Vec::new();
+    lupine_image::cpio::write(&tree, &mut archive).unwrap();
+    assert_eq!(archive.len() % 4, 0);
+    let mut child = Command::new("busybox")
+        .args(["cpio", "-t"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("busybox");
+    child.stdin.take().unwrap().write_all(&archive).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let listing = String::from_utf8(out.stdout).unwrap();
+    let names: Vec<&str> = listing.lines().collect();
+    assert_eq!(
+        names,
+        [
+            ".",
+            "a",
+            "a/b",
+            "a/b/file.txt",
+            "bin",
+            "bin/sh",
+            "dev",
+            "dev/console"
+        ]
+    );
 }
 
 fn libc_makedev(major: u64, minor: u64) -> u64 {

@@ -33,7 +33,7 @@ fn image(dir: &Path) {
 fn exit_codes_and_messages() {
     let d = scratch("cli");
     image(&d.join("oci"));
-    let init = lupine_init();
+    let init = lupine_init().unwrap();
     let init = init.to_str().unwrap();
     let oci = d.join("oci");
     let oci = oci.to_str().unwrap();
@@ -129,7 +129,7 @@ fn works_without_root() {
     let dir = d.join("oci2");
     oci(&dir, &Spec::new(vec![l], json!({"Cmd": ["/bin/suid"]})));
     fs::copy(BIN, d.join("lupine-image")).unwrap();
-    fs::copy(lupine_init(), d.join("lupine-init")).unwrap();
+    fs::copy(lupine_init().unwrap(), d.join("lupine-init")).unwrap();
     Command::new("chmod")
         .arg("-R")
         .arg("a+rX")

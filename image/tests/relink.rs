@@ -83,7 +83,7 @@ fn relinks_static_programs_and_skips_dynamic_ones() {
     assert_eq!(ext4_cat(&out, "/bin/dyn"), dynm);
     assert_eq!(
         ext4_cat(&out, "/lupine-init"),
-        fs::read(lupine_init()).unwrap()
+        fs::read(lupine_init().unwrap()).unwrap()
     );
 
     // Dumped and run on the host (no KML: the relinked syscalls fall back to `syscall`).

@@ -6,39 +6,9 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-/// The static musl lupine-init: $LUPINE_INIT, or built once into its own target directory
-/// (the outer cargo holds the lock on the default one).
-fn init_binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("LUPINE_INIT") {
-            return PathBuf::from(p);
-        }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let target = root.join("target/nested");
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "lupine-init",
-                "--target",
-                "x86_64-unknown-linux-musl",
-                "--target-dir",
-            ])
-            .arg(&target)
-            .current_dir(root)
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "building the musl lupine-init failed");
-        target.join("x86_64-unknown-linux-musl/release/lupine-init")
-    })
-}
 
 /// Fails the test unless it runs as root: a test that cannot run must not pass.
 fn require_root() {
@@ -66,7 +36,11 @@ impl Root {
         for d in ["bin", "etc", "data", "home/app"] {
             fs::create_dir_all(dir.join(d)).unwrap();
         }
-        fs::copy(init_binary(), dir.join("lupine-init")).unwrap();
+        fs::copy(
+            test_support::lupine_init().unwrap(),
+            dir.join("lupine-init"),
+        )
+        .unwrap();
         fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
         for applet in [
             "sh", "echo", "cat", "hostname", "env", "pwd", "ip", "ls", "sleep", "id", "grep",

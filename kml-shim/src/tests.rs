@@ -547,6 +547,7 @@ fn entry_stub_runs_and_preserves_the_entry_state() {
         stack.extend([0, 0]);
         let above = stack[top..].to_vec();
         write(slot, 0x5555);
+        // SAFETY: `top` < `stack.len()`, so the pointer stays inside the vector.
         let entry_sp = unsafe { stack.as_mut_ptr().add(top) };
         assert_eq!(
             run(entry_sp),

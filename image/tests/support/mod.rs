@@ -9,10 +9,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+pub use test_support::lupine_init;
 
 pub fn sha(data: &[u8]) -> String {
     let h = Sha256::digest(data);
@@ -268,41 +268,6 @@ pub fn docker_save(out: &Path, spec: &Spec, tag: &str) {
     b.into_inner().unwrap();
 }
 
-pub fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
-}
-
-/// The static lupine-init: `LUPINE_INIT` if set, else built with cargo for the musl target.
-pub fn lupine_init() -> PathBuf {
-    static INIT: OnceLock<PathBuf> = OnceLock::new();
-    INIT.get_or_init(|| {
-        if let Some(p) = std::env::var_os("LUPINE_INIT") {
-            return PathBuf::from(p);
-        }
-        const TARGET: &str = "x86_64-unknown-linux-musl";
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let st = Command::new(cargo)
-            .current_dir(workspace_root())
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "lupine-init",
-                "--target",
-                TARGET,
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success(), "building lupine-init failed");
-        let target = match std::env::var_os("CARGO_TARGET_DIR") {
-            Some(d) => workspace_root().join(d),
-            None => workspace_root().join("target"),
-        };
-        target.join(TARGET).join("release/lupine-init")
-    })
-    .clone()
-}
-
 /// A fresh scratch directory under the target dir (removed by the test on success).
 pub fn scratch(name: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -320,7 +285,7 @@ pub fn options(image: &Path, output: &Path) -> lupine_image::Options {
     lupine_image::Options {
         image: image.to_path_buf(),
         output: output.to_path_buf(),
-        init: lupine_init(),
+        init: lupine_init().unwrap(),
         manifest: None,
         relink: false,
         format: lupine_image::Format::Ext4,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""bench/init: what lupine-init adds between its start and the exec of the app.
+"""bench/init.py: what lupine-init adds between its start and the exec of the app.
 
 In fresh namespaces (`unshare --pid --mount --net --uts --fork`, a chroot, one veth
 interface), bench/stamp.c prints CLOCK_MONOTONIC and execs either the app directly (itself,
@@ -8,25 +8,20 @@ VM needs: the default mounts, loopback, eth0 with an address, a route, resolv.co
 Each run measures exec-to-app-start; the difference of the medians is init's cost. Needs
 root.
 
-usage: bench/init [RUNS]   (default 30)
+usage: bench/init.py [RUNS]   (default 30)
 """
 import json, os, shutil, statistics, subprocess, sys, tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.dirname(HERE)
+import lib
+from lib import HERE, sh
+
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 30
-
-
-def sh(*args, **kw):
-    return subprocess.run(args, check=True, **kw)
 
 
 def main():
     if os.geteuid() != 0:
         sys.exit("bench/init: needs root (namespaces)")
-    sh("cargo", "build", "-q", "--release", "-p", "lupine-init",
-       "--target", "x86_64-unknown-linux-musl", cwd=TOP)
-    init = os.path.join(TOP, "target/x86_64-unknown-linux-musl/release/lupine-init")
+    init = lib.lupine_init()
     # tmpfs, like the initramfs of a VM: a disk filesystem would add its rename costs.
     root = tempfile.mkdtemp(prefix="lupine-bench-", dir="/dev/shm")
     try:

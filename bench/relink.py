@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""bench/relink: what lupine-relink costs and covers, as one table.
+"""bench/relink.py: what lupine-relink costs and covers, as one table.
 
 - The cost of a null system call (getppid() in a loop, as lmbench's `lat_syscall null`;
   bench/null_syscall.c, musl-gcc -static): the relinked copy over the original on this
@@ -11,12 +11,13 @@
 - Rewriting speed for Debian's busybox-static (/bin/busybox): input size over the median
   wall time of the release build of lupine-relink.
 
-usage: bench/relink [RUNS] [CALLS]   (defaults 9 and 2000000)
+usage: bench/relink.py [RUNS] [CALLS]   (defaults 9 and 2000000)
 """
 import json, os, shutil, statistics, subprocess, sys, time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.dirname(HERE)
+import lib
+from lib import HERE, MUSL, TOP, sh
+
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 9
 CALLS = int(sys.argv[2]) if len(sys.argv) > 2 else 2000000
 OUT = os.path.join(TOP, "target", "relink-bench")
@@ -27,18 +28,13 @@ C_KINDS = [("musl", ["musl-gcc", "-static"]), ("glibc", ["gcc", "-static"]),
            ("glibc-pie", ["gcc", "-static-pie"])]
 
 
-def sh(*args, **kw):
-    return subprocess.run(args, check=True, **kw)
-
-
 def out(*args, **kw):
     return subprocess.run(args, check=True, capture_output=True, text=True, **kw).stdout
 
 
 def build():
     """The release relinker, kmlrun, the null-syscall program and the corpus."""
-    sh("cargo", "build", "-q", "--release", "-p", "lupine-relink", cwd=TOP)
-    relinker = os.path.join(TOP, "target", "release", "lupine-relink")
+    relinker = lib.cargo_release("lupine-relink")
     os.makedirs(os.path.join(OUT, "orig"), exist_ok=True)
     os.makedirs(os.path.join(OUT, "relinked"), exist_ok=True)
     os.makedirs(os.path.join(OUT, "reports"), exist_ok=True)
@@ -69,10 +65,10 @@ def build():
     rust_target = os.path.join(TOP, "target", "relink-corpus", "rust-app")
     env = dict(os.environ, RUSTFLAGS="-C target-feature=+crt-static")
     env.pop("CARGO_ENCODED_RUSTFLAGS", None)
-    sh("cargo", "build", "-q", "--release", "--target", "x86_64-unknown-linux-musl",
+    sh("cargo", "build", "-q", "--release", "--target", MUSL,
        "--target-dir", rust_target, cwd=os.path.join(CORPUS, "rust-app"), env=env)
-    shutil.copy(os.path.join(rust_target, "x86_64-unknown-linux-musl", "release",
-                             "corpus-rust-app"), os.path.join(OUT, "orig", "rust-app"))
+    shutil.copy(os.path.join(rust_target, MUSL, "release", "corpus-rust-app"),
+                os.path.join(OUT, "orig", "rust-app"))
     corpus.append("rust-app")
     shutil.copy("/bin/busybox", os.path.join(OUT, "orig", "busybox"))
     corpus.append("busybox")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""bench/apps: application throughput, boot-to-first-request and memory footprint per kernel
+"""bench/apps.py: application throughput, boot-to-first-request and memory footprint per kernel
 profile, as ratios to the `microvm` baseline (Firecracker's 6.1 guest config): the paper's
 Table 4 ("A Linux in Unikernel Clothing", EuroSys '20) on this machine.
 
@@ -38,15 +38,16 @@ redis-benchmark's default 50, with which runs often hang for ~100 s in a handsha
 that still stalls or sees a connection reset is retried on a fresh boot (twice at most);
 failed requests, non-2xx answers or a wrong reply end the benchmark instead.
 
-usage: [LUPINE_ACCEL=kvm] bench/apps [RUNS] [--quick] [--apps redis|nginx|redis,nginx]
+usage: [LUPINE_ACCEL=kvm] bench/apps.py [RUNS] [--quick] [--apps redis|nginx|redis,nginx]
        (default RUNS=5; TCG)
   --quick: RUNS=1, small loads, memory to 16 MiB: a smoke run.
 """
 import hashlib, io, json, os, re, select, socket, statistics, subprocess, sys, tarfile
 import shutil, tempfile, time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.dirname(HERE)
+import lib
+from lib import TOP, sh
+
 APPS = {  # app: (guest port, first-request probe, its good answer's start, benchmark rows)
     "redis": (6379, b"PING\r\n", b"+PONG\r\n", ["redis-get", "redis-set"]),
     "nginx": (80, b"GET /index.html HTTP/1.0\r\n\r\n", b"HTTP/1.1 200 ",
@@ -64,7 +65,7 @@ MEM_LO, MEM_HI = 8, 256
 
 
 def usage(msg):
-    sys.exit(f"bench/apps: {msg}\nusage: bench/apps [RUNS] [--quick] [--apps redis,nginx]")
+    sys.exit(f"bench/apps: {msg}\nusage: bench/apps.py [RUNS] [--quick] [--apps redis,nginx]")
 
 
 def parse_args(argv):
@@ -88,11 +89,7 @@ def parse_args(argv):
 
 
 RUNS, QUICK, SELECTED = parse_args(sys.argv[1:])
-# LUPINE_ACCEL=kvm boots the guests under KVM instead of QEMU's TCG, on a host where KVM works
-# (not the machine these tables come from: its /dev/kvm cannot run guests).
-ACCEL = os.environ.get("LUPINE_ACCEL", "tcg")
-if ACCEL not in ("tcg", "kvm"):
-    sys.exit(f"bench/apps: LUPINE_ACCEL={ACCEL!r}: use tcg or kvm")
+ACCEL = lib.accel("bench/apps")
 # Loads: a few seconds a run under TCG. 10 clients, not redis-benchmark's default 50: QEMU's
 # hostfwd socket listens with a backlog of 1, and 50 clients connecting at once often leave one
 # stuck in the handshake until the host resets it ~100 s later (see Stalled).
@@ -103,10 +100,6 @@ MEM_STEP = 16 if QUICK else 1  # bisection resolution, MiB
 
 def log(msg):
     print(f"bench/apps: {msg}", file=sys.stderr, flush=True)
-
-
-def sh(*args, **kw):
-    return subprocess.run(args, check=True, **kw)
 
 
 def profile_of(column, app):
@@ -170,7 +163,7 @@ def oci_layout(tree, config, out):
     return out
 
 
-def disk(app, relink, work):
+def disk(app, relink, lupine_image, init, work):
     """The app's ext4 root disk, as guest-tests/tests/apps.rs builds it."""
     build = os.path.join(TOP, "target/apps", app)
     with open(os.path.join(build, "lupine.json")) as f:
@@ -201,9 +194,8 @@ def disk(app, relink, work):
         os.symlink("/trusted/" + exe, tree + start["path"])
     image = oci_layout(tree, config, os.path.join(d, "oci"))
     out = os.path.join(d, "root.ext4")
-    sh(os.path.join(TOP, "target/release/lupine-image"), image, "-o", out,
-       "--init", os.path.join(TOP, "target/x86_64-unknown-linux-musl/release/lupine-init"),
-       "--manifest", fragment, "--quiet", *(["--relink"] if relink else []))
+    sh(lupine_image, image, "-o", out, "--init", init, "--manifest", fragment, "--quiet",
+       *(["--relink"] if relink else []))
     return out
 
 
@@ -226,19 +218,18 @@ class Vm:
         self.proc = None
 
     def command(self):
-        machine, extra = ("microvm", " pci=off") if self.profile == "microvm" \
-            else ("microvm,acpi=off", "")
+        cmdline = CMDLINE
         if "+kml" in self.profile:
             # loglevel: the "runs in kernel mode" notice, on both +kml columns alike.
-            extra += " loglevel=6" + (" kml=on" if kml_on(self.column) else "")
-        return ["qemu-system-x86_64", "-M", machine, "-accel", ACCEL, "-smp", "1",
-                "-m", str(self.mem), "-no-reboot", "-nodefaults", "-nographic",
-                "-serial", "file:" + self.console_path,
-                "-kernel", self.kernel, "-append", CMDLINE + extra,
-                "-drive", f"file={self.disk},if=none,id=d0,format=raw,snapshot=on",
-                "-device", "virtio-blk-device,drive=d0",
-                "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:{self.guest_port}",
-                "-device", "virtio-net-device,netdev=n0"]
+            cmdline += " loglevel=6" + (" kml=on" if kml_on(self.column) else "")
+        qemu = lib.qemu(self.profile, self.kernel, self.mem, "file:" + self.console_path,
+                        cmdline, ACCEL)
+        return qemu + [
+            "-smp", "1",
+            "-drive", f"file={self.disk},if=none,id=d0,format=raw,snapshot=on",
+            "-device", "virtio-blk-device,drive=d0",
+            "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:{self.guest_port}",
+            "-device", "virtio-net-device,netdev=n0"]
 
     def __enter__(self):
         self.console_path = os.path.join(self.work, "console")
@@ -526,9 +517,8 @@ def cell(value, base, fmt):
 
 def main():
     began = time.monotonic()
-    sh("cargo", "build", "-q", "--release", "-p", "lupine-image", cwd=TOP)
-    sh("cargo", "build", "-q", "--release", "-p", "lupine-init",
-       "--target", "x86_64-unknown-linux-musl", cwd=TOP)
+    lupine_image = lib.cargo_release("lupine-image")
+    init = lib.lupine_init()
     for app in SELECTED:
         if not os.path.exists(os.path.join(TOP, "target/apps", app, "lupine.json")):
             sh(os.path.join(TOP, "apps/build.sh"), app, os.path.join(TOP, "target/apps"),
@@ -539,14 +529,12 @@ def main():
         for app in SELECTED:
             for col in COLUMNS:
                 profile = profile_of(col, app)
-                out = os.path.join(TOP, "target/kernel", profile)
                 log(f"kernel {profile}")
-                kernel = sh(os.path.join(TOP, "kernel-patches/build.sh"), profile, out,
-                            stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1]
+                kernel = os.path.join(lib.kernel_dir(profile), "bzImage")
                 relink = relinked(profile)
                 if (app, relink) not in disks:
                     log(f"disk for {app}{' (relinked)' if relink else ''}")
-                    disks[app, relink] = disk(app, relink, work)
+                    disks[app, relink] = disk(app, relink, lupine_image, init, work)
                 results[app, col] = measure(app, col.replace("APP", app), kernel,
                                             disks[app, relink], work)
 

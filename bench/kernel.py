@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""bench/kernel: image size, boot time and memory footprint per kernel profile, as ratios to
+"""bench/kernel.py: image size, boot time and memory footprint per kernel profile, as ratios to
 the `microvm` baseline (Firecracker's 6.1 guest config), measured in one run.
 
 Every VM boots the same initramfs: lupine-init, a static hello-world (relinker/tests/corpus/
@@ -15,54 +15,34 @@ Lupine profiles boot on `-M microvm,acpi=off` (virtio-mmio devices on the comman
 microvm's config finds devices through ACPI, so it boots on `-M microvm` with `pci=off`. Every
 profile gets `tsc_early_khz=2000000` (without it microvm's TSC calibration can hang under TCG).
 
-usage: [LUPINE_ACCEL=kvm] bench/kernel [RUNS]   (default 10; TCG)
+usage: [LUPINE_ACCEL=kvm] bench/kernel.py [RUNS]   (default 10; TCG)
 """
 import json, os, shutil, statistics, subprocess, sys, tempfile, time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.dirname(HERE)
+import lib
+from lib import TOP, sh
+
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-# LUPINE_ACCEL=kvm boots the guests under KVM instead of QEMU's TCG, on a host where KVM works
-# (not the machine these tables come from: its /dev/kvm cannot run guests).
-ACCEL = os.environ.get("LUPINE_ACCEL", "tcg")
-if ACCEL not in ("tcg", "kvm"):
-    sys.exit(f"bench/kernel: LUPINE_ACCEL={ACCEL!r}: use tcg or kvm")
+ACCEL = lib.accel("bench/kernel")
 PROFILES = ["microvm", "lupine-base", "lupine-general"]
 MARKER = 123
 CMDLINE = "console=ttyS0 quiet panic=-1 reboot=t tsc_early_khz=2000000 rdinit=/lupine-init"
 
 
-def sh(*args, **kw):
-    return subprocess.run(args, check=True, **kw)
-
-
 def initramfs(work):
-    root = os.path.join(work, "root")
-    for d in ("bin", "etc", "dev", "proc", "sys", "tmp", "run"):
-        os.makedirs(os.path.join(root, d))
-    sh("cargo", "build", "-q", "--release", "-p", "lupine-init",
-       "--target", "x86_64-unknown-linux-musl", cwd=TOP)
-    shutil.copy(os.path.join(TOP, "target/x86_64-unknown-linux-musl/release/lupine-init"),
-                os.path.join(root, "lupine-init"))
+    root = lib.initramfs_root(work, ("bin",))
     sh("musl-gcc", "-static", "-O2", "-o", os.path.join(root, "bin/hello"),
        os.path.join(TOP, "relinker/tests/corpus/hello.c"))
     with open(os.path.join(root, "etc/lupine.json"), "w") as f:
         json.dump({"version": 1, "app": {"path": "/bin/hello"},
                    "boot_marker": {"ioport": 0x402, "value": MARKER}}, f)
-    files = subprocess.run(["find", "."], cwd=root, check=True, capture_output=True).stdout
-    out = os.path.join(work, "initramfs.cpio")
-    with open(out, "wb") as f:
-        subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=root, input=files,
-                       stdout=f, check=True)
-    return out
+    return lib.pack_initramfs(root, os.path.join(work, "initramfs.cpio"))
 
 
 def qemu(profile, kernel, initrd, mem, debugcon):
-    machine, extra = ("microvm", " pci=off") if profile == "microvm" else ("microvm,acpi=off", "")
-    return ["qemu-system-x86_64", "-M", machine, "-accel", ACCEL, "-m", str(mem),
-            "-no-reboot", "-nodefaults", "-nographic", "-serial", "stdio",
-            "-kernel", kernel, "-initrd", initrd, "-append", CMDLINE + extra,
-            "-debugcon", "file:" + debugcon, "-global", "isa-debugcon.iobase=0x402"]
+    return lib.qemu(profile, kernel, mem, "stdio", CMDLINE, ACCEL) + [
+        "-initrd", initrd, "-debugcon", "file:" + debugcon,
+        "-global", "isa-debugcon.iobase=0x402"]
 
 
 def boot(profile, kernel, initrd, mem, work):
@@ -106,8 +86,7 @@ def main():
         initrd = initramfs(work)
         rows = {}
         for p in PROFILES:
-            out = os.path.join(TOP, "target/kernel", p)
-            sh(os.path.join(TOP, "kernel-patches/build.sh"), p, out, stdout=subprocess.DEVNULL)
+            out = lib.kernel_dir(p)
             with open(os.path.join(out, "manifest.json")) as f:
                 m = json.load(f)
             kernel = os.path.join(out, "bzImage")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""bench/kml: what Kernel Mode Linux saves per system call, as one table, one guest boot a row.
+"""bench/kml.py: what Kernel Mode Linux saves per system call, as one table, one guest boot a row.
 
 bench/kml_syscalls.c (musl-gcc -static) counts TSC ticks per call for N calls of getppid
 (lmbench's `lat_syscall null`), a one-byte read from /dev/zero and a one-byte write to
@@ -21,19 +21,16 @@ emulated instructions with no privilege-switch cost of their own, so the ratio h
 the KML path adds nothing, not what it saves on hardware (the paper: 40% less null-syscall
 latency on KVM).
 
-usage: [LUPINE_ACCEL=kvm] bench/kml [RUNS] [CALLS]   (defaults 5 and 200000; TCG)
+usage: [LUPINE_ACCEL=kvm] bench/kml.py [RUNS] [CALLS]   (defaults 5 and 200000; TCG)
 """
 import os, re, shutil, statistics, subprocess, sys, tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.dirname(HERE)
+import lib
+from lib import HERE, sh
+
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 CALLS = int(sys.argv[2]) if len(sys.argv) > 2 else 200000
-# LUPINE_ACCEL=kvm boots the guests under KVM instead of QEMU's TCG, on a host where KVM works
-# (not the machine these tables come from: its /dev/kvm cannot run guests).
-ACCEL = os.environ.get("LUPINE_ACCEL", "tcg")
-if ACCEL not in ("tcg", "kvm"):
-    sys.exit(f"bench/kml: LUPINE_ACCEL={ACCEL!r}: use tcg or kvm")
+ACCEL = lib.accel("bench/kml")
 CMDLINE = "console=ttyS0 quiet panic=-1 reboot=t rdinit=/lupine-init"
 # (label, kernel profile, extra command line, program path in the guest)
 ROWS = [
@@ -50,44 +47,25 @@ ROWS = [
 LINE = re.compile(r"kml_syscalls: cs=(0x[0-9a-f]+) null=([\d.]+) read=([\d.]+) write=([\d.]+)")
 
 
-def sh(*args, **kw):
-    return subprocess.run(args, check=True, **kw)
-
-
 def initramfs(work):
     """lupine-init, the program (original and relinked) at the three paths, and a manifest
     per path: /etc/lupine-N.json, chosen with lupine.manifest= on the command line."""
-    root = os.path.join(work, "root")
-    for d in ("etc", "dev", "proc", "sys", "tmp", "run", "trusted", "relinked", "original"):
-        os.makedirs(os.path.join(root, d))
-    sh("cargo", "build", "-q", "--release", "-p", "lupine-relink", cwd=TOP)
-    sh("cargo", "build", "-q", "--release", "-p", "lupine-init",
-       "--target", "x86_64-unknown-linux-musl", cwd=TOP)
-    shutil.copy(os.path.join(TOP, "target/x86_64-unknown-linux-musl/release/lupine-init"),
-                os.path.join(root, "lupine-init"))
+    root = lib.initramfs_root(work, ("trusted", "relinked", "original"))
+    relinker = lib.cargo_release("lupine-relink")
     original = os.path.join(root, "original/kml_syscalls")
     sh("musl-gcc", "-static", "-O2", "-o", original, os.path.join(HERE, "kml_syscalls.c"))
     relinked = os.path.join(root, "relinked/kml_syscalls")
-    sh(os.path.join(TOP, "target/release/lupine-relink"), original, "-o", relinked,
-       stdout=subprocess.DEVNULL)
+    sh(relinker, original, "-o", relinked, stdout=subprocess.DEVNULL)
     shutil.copy(relinked, os.path.join(root, "trusted/kml_syscalls"))
     for i, (_, _, _, path) in enumerate(ROWS):
         with open(os.path.join(root, f"etc/lupine-{i}.json"), "w") as f:
             f.write('{"version": 1, "app": {"path": "%s", "args": ["%d"]}}' % (path, CALLS))
-    files = subprocess.run(["find", "."], cwd=root, check=True, capture_output=True).stdout
-    out = os.path.join(work, "initramfs.cpio")
-    with open(out, "wb") as f:
-        # Owned by root and not writable by others: what KML requires of /trusted programs.
-        subprocess.run(["cpio", "-o", "-H", "newc", "--quiet", "--owner=0:0"], cwd=root,
-                       input=files, stdout=f, check=True)
-    return out
+    return lib.pack_initramfs(root, os.path.join(work, "initramfs.cpio"))
 
 
-def boot(kernel, initrd, row, extra):
-    cmd = ["qemu-system-x86_64", "-M", "microvm,acpi=off", "-accel", ACCEL, "-m", "256",
-           "-no-reboot", "-nodefaults", "-nographic", "-serial", "stdio",
-           "-kernel", kernel, "-initrd", initrd,
-           "-append", f"{CMDLINE} lupine.manifest=/etc/lupine-{row}.json {extra}".strip()]
+def boot(profile, kernel, initrd, row, extra):
+    cmdline = f"{CMDLINE} lupine.manifest=/etc/lupine-{row}.json {extra}".strip()
+    cmd = lib.qemu(profile, kernel, 256, "stdio", cmdline, ACCEL) + ["-initrd", initrd]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout
     m = LINE.search(out)
     if not m or "lupine: exit status 0" not in out:
@@ -101,10 +79,8 @@ def main():
         initrd = initramfs(work)
         results = []
         for i, (label, profile, extra, _) in enumerate(ROWS):
-            out = os.path.join(TOP, "target/kernel", profile)
-            sh(os.path.join(TOP, "kernel-patches/build.sh"), profile, out,
-               stdout=subprocess.DEVNULL)
-            runs = [boot(os.path.join(out, "bzImage"), initrd, i, extra) for _ in range(RUNS)]
+            kernel = os.path.join(lib.kernel_dir(profile), "bzImage")
+            runs = [boot(profile, kernel, initrd, i, extra) for _ in range(RUNS)]
             cs = {c for c, _ in runs}
             if len(cs) != 1:
                 sys.exit(f"bench/kml: {label}: CS changed between boots: {cs}")
