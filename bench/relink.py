@@ -10,10 +10,19 @@
 - The share of syscall sites rewritten in each program of the test corpus (from the reports).
 - Rewriting speed for Debian's busybox-static (/bin/busybox): input size over the median
   wall time of the release build of lupine-relink.
+- Coverage as a user meets it: of all the system calls a relinked program makes at run time
+  (under `strace -f -i -k`, kept sites included), the share made from the code lupine-relink
+  added. For each corpus program (run once, without arguments) and for the apps of apps/
+  (apps/build.sh) on this machine under a benchmark load: redis under redis-benchmark, nginx
+  under ab (with and without keep-alive), memcached under a small client's sets and gets.
+  What the added code did not make is listed by name; by rule those can only be rt_sigreturn,
+  clone, clone3, vfork, exit and munmap in musl's __unmapself (they cannot return through a
+  call).
 
 usage: bench/relink.py [RUNS] [CALLS]   (defaults 9 and 2000000)
 """
-import json, os, shutil, statistics, subprocess, sys, time
+import glob, json, os, re, shutil, signal, socket, statistics, struct, subprocess, sys, tempfile
+import time
 
 import lib
 from lib import HERE, MUSL, TOP, sh
@@ -22,8 +31,8 @@ RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 9
 CALLS = int(sys.argv[2]) if len(sys.argv) > 2 else 2000000
 OUT = os.path.join(TOP, "target", "relink-bench")
 CORPUS = os.path.join(TOP, "relinker", "tests", "corpus")
-C_PROGRAMS = ["hello", "threads", "fork", "spawn", "signals", "cancel", "epoll", "sockets",
-              "backtrace"]
+C_PROGRAMS = ["hello", "threads", "fork", "spawn", "signals", "cancel", "cancel-arch", "epoll",
+              "sockets", "backtrace"]
 C_KINDS = [("musl", ["musl-gcc", "-static"]), ("glibc", ["gcc", "-static"]),
            ("glibc-pie", ["gcc", "-static-pie"])]
 
@@ -84,11 +93,188 @@ def relink(relinker, name):
         return dst, json.load(f)
 
 
+# --- Run-time coverage -----------------------------------------------------------------------
+
+APPS = os.path.join(TOP, "target", "apps")
+# strace -ff -i -k: a call's line, `[ip] name(...`, then its first frame, ` > path(...) [0xoff]`.
+CALL = re.compile(r"^\[([0-9a-f]+)\] ([a-z_0-9]+)\(")
+FRAME = re.compile(r"^ > (\S+?)\(.*\) \[0x([0-9a-f]+)\]$")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, what):
+    for _ in range(200):
+        if proc.poll() is not None:
+            sys.exit(f"bench/relink: {what} exited early ({proc.returncode})")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"bench/relink: {what} does not listen on {port}")
+
+
+def redis_load(exe, work):
+    """redis-benchmark -n 3000 -c 5 -t get,set,incr,lpush"""
+    port = free_port()
+    cmd = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+           "--dir", work]
+    def load():
+        sh("redis-benchmark", "-p", str(port), "-n", "3000", "-c", "5", "-q",
+           "-t", "get,set,incr,lpush", stdout=subprocess.DEVNULL)
+    return cmd, port, load
+
+
+def nginx_load(exe, work):
+    """ab -n 2000 -c 5, then ab -k -n 2000 -c 5"""
+    port = free_port()
+    prefix = os.path.join(work, "prefix")
+    shutil.copytree(os.path.join(APPS, "nginx", "rootfs", "etc", "nginx"), prefix)
+    conf = os.path.join(prefix, "nginx.conf")
+    with open(conf) as f:
+        text = f.read().replace("listen 80 ", f"listen 127.0.0.1:{port} ")
+    with open(conf, "w") as f:
+        f.write(text)
+    cmd = [exe, "-p", prefix + "/", "-c", conf]
+    def load():
+        for keepalive in ([], ["-k"]):
+            sh("ab", "-q", *keepalive, "-n", "2000", "-c", "5", f"http://127.0.0.1:{port}/",
+               stdout=subprocess.DEVNULL)
+    return cmd, port, load
+
+
+def memcached_load(exe, work):
+    """5 clients x 400 sets and gets"""
+    port = free_port()
+    cmd = [exe, "-u", "nobody", "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64"]
+    def load():
+        for c in range(5):
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                f = s.makefile("rwb")
+                for i in range(400):
+                    f.write(b"set k%d-%d 0 0 5\r\nvalue\r\nget k%d-%d\r\n" % (c, i, c, i))
+                    f.flush()
+                    if f.readline() != b"STORED\r\n":
+                        sys.exit("bench/relink: memcached did not store")
+                    while f.readline() != b"END\r\n":
+                        pass
+    return cmd, port, load
+
+
+APP_LOADS = {"redis": redis_load, "nginx": nginx_load, "memcached": memcached_load}
+APP_BINARIES = {"redis": "usr/local/bin/redis-server", "nginx": "usr/sbin/nginx",
+                "memcached": "usr/bin/memcached"}
+
+
+def traced(cmd, trace, load=None, port=None, what=""):
+    """Runs `cmd` under strace -f -ff -i -k into files `trace`.PID; with a load, as a server:
+    waits for it to listen on `port`, runs the load, then stops the server with SIGTERM."""
+    st = ["strace", "-f", "-ff", "-qq", "-i", "-k", "-o", trace, "--", *cmd]
+    if load is None:
+        subprocess.run(st, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+        return
+    proc = subprocess.Popen(st, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, proc, what)
+        load()
+    finally:
+        # SIGTERM to the server itself: strace ends when its tracee does.
+        with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+            for pid in f.read().split():
+                os.kill(int(pid), signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def loads(exe):
+    """The PT_LOADs of an ELF file: (file offset, vaddr, file size)."""
+    with open(exe, "rb") as f:
+        data = f.read()
+    phoff, = struct.unpack_from("<Q", data, 32)
+    phentsize, phnum = struct.unpack_from("<HH", data, 54)
+    out = []
+    for i in range(phnum):
+        p_type, _, off, vaddr, _, filesz = struct.unpack_from("<IIQQQQ", data, phoff + i * phentsize)
+        if p_type == 1:
+            out.append((off, vaddr, filesz))
+    return out
+
+
+def runtime_share(trace, exe, report):
+    """(calls from the added code, all calls, the others by name) from the traces of `exe`,
+    whose relinking `report` describes. A call is placed by its first frame (a file offset, so
+    static-PIE programs too), or by its address and the load bias of the program's other calls
+    when it has none (a call that a process's exit cut short); rt_sigreturn is __restore_rt's,
+    whatever strace shows."""
+    seg = report["code_segment"]
+    lo = int(seg["vaddr"], 16)
+    hi = lo + seg["size"]
+    segments = loads(exe)
+    me = os.path.realpath(exe)
+    calls, bias = [], None  # (name, address after the syscall, link-time one or None)
+    for name in glob.glob(trace + ".*"):
+        with open(name) as f:
+            for line in f:
+                m = CALL.match(line)
+                if m:
+                    if m.group(2) != "execve":
+                        calls.append([m.group(2), int(m.group(1), 16), None])
+                    continue
+                fm = FRAME.match(line)
+                if fm and calls and calls[-1][2] is None and fm.group(1) == me:
+                    off = int(fm.group(2), 16)
+                    v = next((v + off - o for o, v, n in segments if o <= off < o + n), None)
+                    calls[-1][2] = v
+                    if v is not None:
+                        bias = calls[-1][1] - v
+    added, others = 0, {}
+    for call, ip, v in calls:
+        if v is None and bias is not None:
+            v = ip - bias
+        if call != "rt_sigreturn" and v is not None and lo <= v - 2 < hi:
+            added += 1
+        else:
+            others[call] = others.get(call, 0) + 1
+    return added, len(calls), others
+
+
+def runtime_row(label, name, load):
+    """The share of run-time calls of the relinked `name` (a corpus program, or an app under
+    `load`) made from the added code."""
+    relinker = lib.cargo_release("lupine-relink")
+    work = tempfile.mkdtemp(prefix="lupine-bench-relink-")
+    try:
+        if load is None:
+            exe, report = relink(relinker, name)
+            cmd, port, run = [exe], None, None
+        else:
+            src = os.path.join(work, name)
+            shutil.copy(os.path.join(APPS, name, "rootfs", APP_BINARIES[name]), src)
+            exe = os.path.join(work, name + ".relinked")
+            sh(relinker, src, "-o", exe, "--report", src + ".json", stderr=subprocess.DEVNULL)
+            with open(src + ".json") as f:
+                report = json.load(f)
+            cmd, port, run = load(exe, work)
+        trace = os.path.join(work, "trace")
+        traced(cmd, trace, run, port, name)
+        added, total, others = runtime_share(trace, exe, report)
+    finally:
+        shutil.rmtree(work)
+    rest = ", ".join(f"{k} {v}" for k, v in sorted(others.items()))
+    return (label, f"{added} of {total}",
+            f"{100.0 * added / max(total, 1):.2f}%" + (f" (others: {rest})" if rest else ""))
+
+
 def null_cost(cmd):
     return float(out(*cmd, str(CALLS)).strip())
 
 
 def main():
+    sh(os.path.join(TOP, "apps", "build.sh"), "all", APPS, stdout=subprocess.DEVNULL)
     relinker, kmlrun, null, corpus = build()
     null_relinked, null_report = relink(relinker, "null_syscall")
     getppid = [s for s in null_report["sites"] if s.get("syscall_number") == 110]
@@ -138,6 +324,12 @@ def main():
     wall = statistics.median(walls)
     rows.append((f"rewriting speed, busybox-static ({size / 1e6:.2f} MB)",
                  f"{size / 1e6 / wall:.1f} MB/s", f"{wall * 1000:.0f} ms"))
+
+    for name in corpus:
+        rows.append(runtime_row(f"run-time calls from the added code: {name}", name, None))
+    for app, load in APP_LOADS.items():
+        rows.append(runtime_row(f"run-time calls from the added code: {app} under {load.__doc__}",
+                                app, load))
 
     print(f"| bench/relink: {RUNS} runs of {CALLS} calls, medians | value | ratio / note |")
     print("|---|---|---|")
