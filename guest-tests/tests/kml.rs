@@ -424,10 +424,12 @@ const STAGE2_SCRIPT: &str = "K=/trusted/kml2test; grep -E 'LOC:|timer$' /proc/in
 
 // With two vCPUs, NMIs all along: the shell asks for a backtrace of every CPU five times a
 // second (sysrq l), which the kernel takes by NMI on the other CPU, mostly the one running the
-// KML program. The backtraces go to the console as the kernel prints them, so the script's
-// output goes to a file, shown once a message to /dev/kmsg has flushed the console.
+// KML program, and at least 30 times (the script's length varies with the host). The
+// backtraces go to the console as the kernel prints them, so the script's output goes to a
+// file, shown once a message to /dev/kmsg has flushed the console.
 const NMI_START: &str = "grep NMI: /proc/interrupts; \
-    (while [ ! -e /tmp/nmi-stop ]; do echo l > /proc/sysrq-trigger; sleep 0.2; done) & (";
+    (n=0; while [ ! -e /tmp/nmi-stop ] || [ $n -lt 30 ]; do echo l > /proc/sysrq-trigger; \
+    n=$((n + 1)); sleep 0.2; done) & (";
 const NMI_STOP: &str = ") > /tmp/stage2.out 2>&1; touch /tmp/nmi-stop; wait; \
     echo stage2 done > /dev/kmsg; grep NMI: /proc/interrupts; cat /tmp/stage2.out";
 
