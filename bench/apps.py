@@ -19,7 +19,11 @@ options plus Kernel Mode Linux, which brings SMP, BUG and DEBUG_ENTRY and drops 
 twice: with `kml=on`, where the app runs at CPL 0 and its rewritten system calls call the KML
 entry, and without, where the same relinked binary runs at CPL 3 with the trampolines' plain
 `syscall`, which prices the kernel's options apart from KML itself (the kernel's "runs in
-kernel mode" notice, at loglevel=6 on both, must be on the console with kml=on only). Under QEMU TCG on this machine (not KVM: only the ratios carry over),
+kernel mode" notice, at loglevel=6 on both, must be on the console with kml=on only). On those
+disks bench/kml_counts.c starts the app and answers a second forwarded port with /proc/kml,
+read before and after each load: the rows "KML calls / raw syscalls" give the app's call-entry
+system calls and its raw `syscall` instructions during the load (a share of calls below 99%
+ends the benchmark; both must be 0 with kml=off). Under QEMU TCG on this machine (not KVM: only the ratios carry over),
 each row is the median of RUNS runs, one fresh boot per run:
 - redis-get, redis-set: `redis-benchmark -t get,set` requests/s (Debian redis-tools);
 - nginx-conn: `ab` requests/s, a new connection per request;
@@ -58,6 +62,7 @@ APPS = {  # app: (guest port, first-request probe, its good answer's start, benc
 COLUMNS = ["microvm", "lupine-general", "lupine-APP", "lupine-APP+kml kml=off", "lupine-APP+kml"]
 CMDLINE = ("console=ttyS0 quiet panic=-1 reboot=t tsc_early_khz=2000000 "
            "root=/dev/vda rootfstype=ext4 rw init=/lupine-init")
+KML_PORT = 7777      # the guest port where kml_counts answers with /proc/kml
 BOOT_TIMEOUT = 60    # s from QEMU start to the first answered request
 LOAD_TIMEOUT = 60    # s for one benchmark tool run (a few s normally): past it, a stall
 STALL_RETRIES = 2    # fresh boots to retry a run that stalled (see Stalled)
@@ -185,13 +190,17 @@ def disk(app, relink, lupine_image, init, work):
         json.dump(manifest, f)
     tree = os.path.join(build, "rootfs")
     if relink:
-        # The executable under /trusted (KML's selection), its old path a symlink to it.
+        # The executable under /trusted (KML's selection), its old path a symlink to it, and
+        # kml_counts in front of it.
         tree = os.path.join(d, "rootfs")
         shutil.copytree(os.path.join(build, "rootfs"), tree, symlinks=True)
         exe = os.path.basename(start["path"])
         os.makedirs(os.path.join(tree, "trusted"))
         os.rename(tree + start["path"], os.path.join(tree, "trusted", exe))
         os.symlink("/trusted/" + exe, tree + start["path"])
+        sh("musl-gcc", "-static", "-O2", "-o", os.path.join(tree, "kml_counts"),
+           os.path.join(lib.HERE, "kml_counts.c"))
+        config["Entrypoint"] = ["/kml_counts", str(KML_PORT), start["path"]]
     image = oci_layout(tree, config, os.path.join(d, "oci"))
     out = os.path.join(d, "root.ext4")
     sh(lupine_image, image, "-o", out, "--init", init, "--manifest", fragment, "--quiet",
@@ -228,14 +237,16 @@ class Vm:
             "-smp", "1",
             "-drive", f"file={self.disk},if=none,id=d0,format=raw,snapshot=on",
             "-device", "virtio-blk-device,drive=d0",
-            "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:{self.guest_port}",
+            "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:{self.guest_port}"
+            + (f",hostfwd=tcp:127.0.0.1:{self.kml_port}-:{KML_PORT}"
+               if "+kml" in self.profile else ""),
             "-device", "virtio-net-device,netdev=n0"]
 
     def __enter__(self):
         self.console_path = os.path.join(self.work, "console")
         self.stderr_path = os.path.join(self.work, "qemu.stderr")
         for _ in range(5):
-            self.port = free_port()
+            self.port, self.kml_port = free_port(), free_port()
             self.stderr = open(self.stderr_path, "wb")
             self.start = time.monotonic()
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
@@ -279,6 +290,18 @@ class Vm:
             if bad in c:
                 return f"console: {bad}"
         return None
+
+    def kml_counts(self):
+        """(call-entry system calls, raw syscall instructions) of kernel-mode processes so far,
+        all CPUs, from /proc/kml through kml_counts."""
+        with socket.create_connection(("127.0.0.1", self.kml_port), timeout=10) as s:
+            text = b""
+            while chunk := s.recv(4096):
+                text += chunk
+        counts = re.findall(r"^cpu\d+ calls (\d+) syscalls (\d+)", text.decode(), re.M)
+        if not counts:
+            raise RuntimeError(f"no /proc/kml from the guest: {text!r}\n{self.describe()}")
+        return tuple(sum(int(c[k]) for c in counts) for k in (0, 1))
 
     def describe(self):
         return (f"{self.column} -m {self.mem}\n--- console ---\n{self.console()[-3000:]}"
@@ -486,7 +509,9 @@ def measure(app, column, kernel, disk_path, work):
                              f"{'' if in_kernel_mode else 'not '}in kernel mode\n"
                              f"{vm.describe()}")
                 try:
+                    before = vm.kml_counts() if "+kml" in column else None
                     rates = bench(app, vm)
+                    kml = kml_delta(app, column, before, vm)
                 except Stalled as e:
                     log(f"{app} on {column}: run {i + 1} stalled: {e}")
                     if attempt == STALL_RETRIES:
@@ -500,12 +525,32 @@ def measure(app, column, kernel, disk_path, work):
         samples["boot"].append(t)
         for r, v in rates.items():
             samples[r].append(v)
+        if kml:
+            samples.setdefault("kml", []).append(kml)
         log(f"{app} on {column}: run {i + 1}/{RUNS}: first request {t * 1000:.0f} ms, "
             + ", ".join(f"{r} {v:,.0f} req/s" for r, v in rates.items()))
-    result = {r: statistics.median(v) for r, v in samples.items()}
+    result = {r: statistics.median(v) for r, v in samples.items() if r != "kml"}
+    if "kml" in samples:
+        # The run with the median share of calls.
+        result["kml"] = sorted(samples["kml"], key=lambda c: c[0] / max(sum(c), 1))[RUNS // 2]
     result["memory"] = least_memory(app, column, kernel, disk_path, work)
     log(f"{app} on {column}: least memory {result['memory']} MiB")
     return result
+
+
+def kml_delta(app, column, before, vm):
+    """The app's (calls, raw syscalls) during the load, from /proc/kml before and after it; at
+    least 99% of them through the call entry with kml=on, none with kml=off."""
+    if before is None:
+        return None
+    after = vm.kml_counts()
+    calls, raw = after[0] - before[0], after[1] - before[1]
+    if kml_on(column) and calls < 0.99 * (calls + raw):
+        sys.exit(f"bench/apps: {app} on {column}: {calls} call-entry system calls and {raw} raw "
+                 f"syscalls during the load: less than 99% through the entry\n{vm.describe()}")
+    if not kml_on(column) and calls + raw:
+        sys.exit(f"bench/apps: {app} on {column}: kernel-mode system calls without kml=on")
+    return calls, raw
 
 
 def cell(value, base, fmt):
@@ -554,6 +599,13 @@ def main():
         row(f"{app} boot-to-first-request (ms)", app, "boot", lambda v: f"{v * 1000:,.0f}")
     for app in SELECTED:
         row(f"{app} least memory (MiB)", app, "memory", lambda v: f"{v}")
+    for app in SELECTED:
+        cells = []
+        for c in COLUMNS:
+            k = results[app, c].get("kml")
+            cells.append(f"{k[0]:,} / {k[1]:,} ({100 * k[0] / max(sum(k), 1):.2f}%)" if k
+                         else "n/a")
+        print(f"| {app + ' KML calls / raw syscalls':<34} | " + " | ".join(cells) + " |")
     with open("/proc/cpuinfo") as f:
         cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
     loads = (f"redis-benchmark -n {REDIS_N} -c {REDIS_C}; ab -n {NGINX_N} -c {NGINX_C}; "

@@ -3,9 +3,13 @@
 
 bench/kml_syscalls.c (musl-gcc -static) counts TSC ticks per call for N calls of getppid
 (lmbench's `lat_syscall null`), a one-byte read from /dev/zero and a one-byte write to
-/dev/null. It runs as the app of lupine-init in an initramfs, five ways:
+/dev/null. It runs as the app of lupine-init in an initramfs, seven ways:
 - relinked (lupine-relink), under /trusted, on lupine-base+kml booted with kml=on: CPL 0,
   every rewritten site calls the KML entry;
+- the same with pthread_cancel linked (built with -DCANCEL_POINTS), so that musl makes read and
+  write through its cancellation point, which lupine-relink moves whole;
+- the original program under /trusted: CPL 0 with raw `syscall` instructions, which return
+  without iretq in the common case;
 - the same relinked file outside /trusted, same kernel: CPL 3, the trampolines' real-syscall
   path;
 - the original program, same kernel: plain `syscall`;
@@ -36,6 +40,10 @@ CMDLINE = "console=ttyS0 quiet panic=-1 reboot=t rdinit=/lupine-init"
 ROWS = [
     ("relinked, /trusted, KML on (CPL 0, call entry)", "lupine-base+kml", "kml=on",
      "/trusted/kml_syscalls"),
+    ("relinked, pthread_cancel linked, /trusted (CPL 0; read and write through the moved "
+     "cancellation point)", "lupine-base+kml", "kml=on", "/trusted/kml_syscalls_cp"),
+    ("original, /trusted, KML on (CPL 0, raw syscall)", "lupine-base+kml", "kml=on",
+     "/trusted/original_kml_syscalls"),
     ("relinked, outside /trusted (CPL 3, trampoline's syscall)", "lupine-base+kml", "kml=on",
      "/relinked/kml_syscalls"),
     ("original, KML kernel (CPL 3, syscall)", "lupine-base+kml", "kml=on",
@@ -57,6 +65,13 @@ def initramfs(work):
     relinked = os.path.join(root, "relinked/kml_syscalls")
     sh(relinker, original, "-o", relinked, stdout=subprocess.DEVNULL)
     shutil.copy(relinked, os.path.join(root, "trusted/kml_syscalls"))
+    shutil.copy(original, os.path.join(root, "trusted/original_kml_syscalls"))
+    # With pthread_cancel linked, musl makes read and write through __syscall_cp_asm.
+    cp = os.path.join(work, "kml_syscalls_cp")
+    sh("musl-gcc", "-static", "-O2", "-DCANCEL_POINTS", "-pthread", "-o", cp,
+       os.path.join(HERE, "kml_syscalls.c"))
+    sh(relinker, cp, "-o", os.path.join(root, "trusted/kml_syscalls_cp"),
+       stdout=subprocess.DEVNULL)
     for i, (_, _, _, path) in enumerate(ROWS):
         with open(os.path.join(root, f"etc/lupine-{i}.json"), "w") as f:
             f.write('{"version": 1, "app": {"path": "%s", "args": ["%d"]}}' % (path, CALLS))

@@ -1,7 +1,8 @@
 /* kml_syscalls: TSC ticks per system call for bench/kml.py, as lmbench's lat_syscall: null
  * (getppid), read (one byte from /dev/zero) and write (one byte to /dev/null), N calls each
  * (argv[1], default 200,000) after a warm-up. Ticks, not clock_gettime: rdtsc reads the same
- * clock at either privilege level, with no vDSO involved. Prints one line:
+ * clock at either privilege level, with no vDSO involved. Built with -DCANCEL_POINTS, it links
+ * pthread_cancel, so that musl's read and write are cancellation points. Prints one line:
  *   kml_syscalls: cs=0xNN null=T read=T write=T */
 #include <fcntl.h>
 #include <stdio.h>
@@ -26,6 +27,13 @@ static double per_call(int what, int fd)
     }
     return (double)(__rdtsc() - t0) / n;
 }
+
+#ifdef CANCEL_POINTS
+#include <pthread.h>
+/* Linked, never called: with pthread_cancel in the program, musl's read and write are
+ * cancellation points made through __syscall_cp_asm. */
+int (*volatile keep_pthread_cancel)(pthread_t) = pthread_cancel;
+#endif
 
 int main(int argc, char **argv)
 {

@@ -42,7 +42,10 @@ def lupine_init():
 
 def kernel_dir(profile):
     """kernel-patches/build.sh PROFILE target/kernel/PROFILE (cached by build.sh): the
-    directory with its bzImage and manifest.json."""
+    directory with its bzImage and manifest.json; $LUPINE_KERNEL_DIR/PROFILE instead, unbuilt,
+    when that is set (kernels built elsewhere, such as another version of a patch series)."""
+    if os.environ.get("LUPINE_KERNEL_DIR"):
+        return os.path.join(os.environ["LUPINE_KERNEL_DIR"], profile)
     out = os.path.join(TOP, "target/kernel", profile)
     sh(os.path.join(TOP, "kernel-patches/build.sh"), profile, out, stdout=subprocess.DEVNULL)
     return out
