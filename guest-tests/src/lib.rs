@@ -13,46 +13,16 @@ mod oci;
 mod tmp;
 mod vm;
 
-use std::fmt;
 use std::process::{Command, Output};
 
 pub use image::{ext4_image, Initramfs, APPLETS};
 pub use kernel::{app, kernel, BASE, GENERAL, MICROVM};
 pub use oci::oci_layout;
+/// A harness failure; carries the console or command output that explains it.
+pub use test_support::Error;
 pub use test_support::{lupine_init, target_dir, workspace_root};
 pub use tmp::TempDir;
 pub use vm::{Outcome, Running, Vm, DEBUGCON_PORT, EXIT_PORT};
-
-/// A harness failure; carries the console or command output that explains it.
-#[derive(Clone)]
-pub struct Error(pub String);
-
-// Debug prints the text as is, so `unwrap()` and `-> Result` tests show a readable console.
-impl fmt::Debug for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl From<std::io::Error> for Error {
-    fn from(e: std::io::Error) -> Error {
-        Error(e.to_string())
-    }
-}
-
-impl From<test_support::Error> for Error {
-    fn from(e: test_support::Error) -> Error {
-        Error(e.0)
-    }
-}
 
 pub type Result<T> = std::result::Result<T, Error>;
 

@@ -11,7 +11,8 @@ use std::sync::OnceLock;
 /// The musl target lupine-init is built for: static, so it runs as PID 1 of any root.
 const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 
-/// Why lupine-init is not at hand; carries cargo's output when the build failed.
+/// A test helper's failure, with the output that explains it (cargo's, when building
+/// lupine-init failed; a console or a command's, in guest-tests).
 #[derive(Clone)]
 pub struct Error(pub String);
 
@@ -29,6 +30,12 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Error {
+        Error(e.to_string())
+    }
+}
 
 /// The static lupine-init: `LUPINE_INIT` if set (it must be a file; `scripts/test.sh` sets
 /// it), else built with cargo for the musl target, once per process.
