@@ -28,11 +28,9 @@
 //! function has no red zone to protect (nothing of its own lives below `rsp`), so the push is
 //! all the stack it uses.
 
-use crate::{displaced, enc, rip_rel, ShimError};
+use crate::{decode_generated, displaced, enc, rip_rel, ShimError};
 use iced_x86::code_asm::*;
-use iced_x86::{
-    BlockEncoderOptions, Code, Decoder, DecoderOptions, FlowControl, Instruction, Register,
-};
+use iced_x86::{BlockEncoderOptions, Code, FlowControl, Instruction, Register};
 
 /// A generated copy of a cancellation point.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,15 +122,8 @@ fn verify(
         at,
         reason: format!("generated cancellation point is not in shape: {why}"),
     };
-    let mut d = Decoder::with_ip(64, bytes, at, DecoderOptions::NONE);
-    let mut got = Vec::new();
-    while d.can_decode() {
-        let i = d.decode();
-        if i.is_invalid() || i.memory_base() == Register::EIP {
-            return Err(bad("undecodable or EIP-relative output"));
-        }
-        got.push(i);
-    }
+    let got =
+        decode_generated(at, bytes).ok_or_else(|| bad("undecodable or EIP-relative output"))?;
     let n = body.len();
     if got.len() != n + 7 {
         return Err(bad("unexpected instruction count (a target out of range?)"));

@@ -336,15 +336,7 @@ fn verify_trampoline(
         at,
         reason: format!("generated trampoline is not position independent or not in shape: {why}"),
     };
-    let mut d = Decoder::with_ip(64, bytes, at, DecoderOptions::NONE);
-    let mut got = Vec::new();
-    while d.can_decode() {
-        let i = d.decode();
-        if i.is_invalid() {
-            return Err(bad("undecodable output"));
-        }
-        got.push(i);
-    }
+    let got = decode_generated(at, bytes).ok_or_else(|| bad("undecodable output"))?;
     let nb = site.before.len();
     let na = site.after.len();
     if got.len() != nb + na + 8 {
@@ -395,6 +387,15 @@ fn verify_trampoline(
         .iter()
         .map(|i| i.ip().wrapping_sub(at) as usize)
         .collect())
+}
+
+/// The instructions of generated code at `at`, or `None` when any is undecodable or
+/// EIP-relative (the block encoder's way out of a RIP-relative operand out of range).
+fn decode_generated(at: u64, bytes: &[u8]) -> Option<Vec<Instruction>> {
+    Decoder::with_ip(64, bytes, at, DecoderOptions::NONE)
+        .into_iter()
+        .map(|i| (!i.is_invalid() && i.memory_base() != Register::EIP).then_some(i))
+        .collect()
 }
 
 /// A displaced instruction with its IP cleared: the block encoder must not mistake it for the

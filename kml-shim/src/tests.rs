@@ -562,3 +562,45 @@ fn entry_stub_runs_and_preserves_the_entry_state() {
         );
     }
 }
+
+/// musl's `__syscall_cp_asm` before its `syscall`, decoded at `at` (the `jne` goes 36 bytes on).
+fn musl_cancel_body(at: u64) -> Vec<Instruction> {
+    let bytes = [
+        0x8b, 0x07, 0x85, 0xc0, 0x75, 0x24, 0x49, 0x89, 0xfb, 0x48, 0x89, 0xf0, 0x48, 0x89, 0xd7,
+        0x48, 0x89, 0xce, 0x4c, 0x89, 0xc2, 0x4d, 0x89, 0xca, 0x4c, 0x8b, 0x44, 0x24, 0x08, 0x4c,
+        0x8b, 0x4c, 0x24, 0x10, 0x4c, 0x89, 0x5c, 0x24, 0x08,
+    ];
+    Decoder::with_ip(64, &bytes, at, DecoderOptions::NONE)
+        .into_iter()
+        .collect()
+}
+
+#[test]
+fn a_cancellation_point_copy_has_both_calls_in_its_range() {
+    let (orig, at, slot) = (0x40_1000u64, 0x50_0000u64, 0x4f_f000u64);
+    let body = musl_cancel_body(orig);
+    let c = cancel_point(at, &body, slot, orig + 41).unwrap();
+    let end = at + c.end_offset as u64;
+    // The real path's syscall ends the range, and the KML path pushes that same end.
+    assert_eq!(c.syscall_offset + 2, c.end_offset);
+    assert_eq!(&c.bytes[c.syscall_offset..c.end_offset], &SYSCALL);
+    let code: Vec<Instruction> = Decoder::with_ip(64, &c.bytes, at, DecoderOptions::NONE)
+        .into_iter()
+        .collect();
+    let lea = code.iter().find(|i| i.code() == Code::Lea_r64_m).unwrap();
+    assert_eq!(lea.ip_rel_memory_address(), end);
+    let jne = &code[2];
+    assert_eq!(
+        jne.near_branch_target(),
+        orig + 6 + 0x24,
+        "the cancel path, as before"
+    );
+    assert!(code[..code.len() - 1].iter().all(|i| i.ip() < end));
+    // A call in the body cannot be copied.
+    let mut with_call = body.clone();
+    with_call[3] = Instruction::with_branch(Code::Call_rel32_64, 0x40_2000).unwrap();
+    assert!(matches!(
+        cancel_point(at, &with_call, slot, orig + 41),
+        Err(ShimError::NotRelocatable { .. })
+    ));
+}
