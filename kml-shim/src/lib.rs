@@ -1,4 +1,4 @@
-//! The machine code that `lupine-relink` adds to a static x86-64 program.
+//! The machine code that `lupine-relink` adds to an x86-64 program.
 //!
 //! Everything here is position independent (only RIP-relative addressing and relative
 //! branches), so it serves `ET_EXEC` and static-PIE programs alike: the addresses passed in are
@@ -66,6 +66,11 @@
 //! leaves; on the KML path the only memory written is the return address of `call`, 136 bytes
 //! below the caller's `rsp` (below the 128-byte red zone), and the entry itself must preserve
 //! rflags and every register but rax, rcx and r11, as a `syscall` does.
+//!
+//! # Cancellation points ([`cancel_point`])
+//!
+//! A C library's cancellation point is copied whole instead, with the KML call inside the
+//! range its cancellation handler tests: see the `cancel` module.
 
 mod cancel;
 pub use cancel::{cancel_point, check_body, CancelCopy};
