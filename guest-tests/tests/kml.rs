@@ -1,4 +1,4 @@
-//! Kernel Mode Linux, stage 1 (`kernel-patches/patches/kml/`): on `lupine-base+kml` booted with
+//! Kernel Mode Linux (`kernel-patches/patches/kml/`): on `lupine-base+kml` booted with
 //! `kml=on`, a program under `/trusted/` runs at CPL 0 and makes its system calls through the
 //! call entry the kernel gives it in `AT_SYSINFO`; the same program elsewhere, or with KML off,
 //! runs at CPL 3 with no `AT_SYSINFO`.
@@ -13,17 +13,22 @@
 //! SMEP, SMAP or FSGSBASE) and `max` (all three) CPU models. No run may print a kernel
 //! warning, BUG or oops (`ignore_loglevel` puts every kernel message on the console).
 //!
-//! Stage 2 (interrupts, exceptions and page faults at CPL 0) uses `tests/kml/kml2test.c` (no
+//! Interrupts, exceptions and page faults at CPL 0 are checked by `tests/kml/kml2test.c` (no
 //! libc either): red-zone canaries under timer interrupts, deep recursion and fresh mmap'd
-//! memory, faults that must kill with the right signal, and two CPU hogs sharing CPU 0; and
-//! the relinked musl program now fills `malloc`ed memory.
+//! memory, faults that must kill with the right signal, and two CPU hogs sharing CPU 0; the
+//! relinked musl program fills `malloc`ed memory.
 //!
-//! Stage 3 (signals, fork, threads, exec, vfork) uses `tests/kml/kml3test.c` (musl, relinked):
-//! handlers at CPL 0 returning through musl's raw-`syscall` restorer, a sigaltstack, an SA_RESTART
-//! read, forks, two threads migrating between two CPUs, exec both ways, vfork + exec.
+//! Signals, fork, threads, exec and vfork are checked by `tests/kml/kml3test.c` (musl,
+//! relinked): handlers at CPL 0 returning through musl's raw-`syscall` restorer, a sigaltstack,
+//! an SA_RESTART read, forks, two threads migrating between two CPUs, exec both ways, vfork +
+//! exec.
 //!
-//! Stage 4 (patch 0010: raw `syscall` counted apart in /proc/kml): unmodified Debian busybox
-//! under /trusted, and a relinked musl program mixing call entries, raw syscalls and the vDSO.
+//! Raw `syscall` instructions at CPL 0 (counted apart from the call entry's calls in
+//! /proc/kml): unmodified Debian busybox under /trusted, and a relinked musl program mixing call
+//! entries, raw syscalls and the vDSO.
+//!
+//! On `lupine-general+kml` (users, namespaces): the selection rules, and `tests/kml/kml5test.c`
+//! for the interrupt and fault counters and what a tracer may do.
 
 use std::path::Path;
 use std::process::Command;
@@ -121,7 +126,7 @@ fn relinked_musl(src: &Path, exe: &Path) -> Vec<u8> {
 
 /// No kernel warning, BUG, oops or stack dump on the console. A kernel #GP reads "general
 /// protection fault: 0000 [#1]" or "general protection fault, probably for ..."; a process's
-/// (stage 2: also at CPL 0) "traps: prog[pid] general protection fault ip:..." is no error.
+/// (also a kernel-mode one's) "traps: prog[pid] general protection fault ip:..." is no error.
 #[track_caller]
 fn assert_clean(out: &Outcome) {
     assert_clean_but_backtraces(out);
@@ -177,7 +182,7 @@ const USER_MODE: &str = "kmltest: cs=0x33 sysinfo=no secure=0 dumpable=1";
 /// The three cases on one machine: `/trusted/kmltest` with `kml=on` at CPL 0; the same file
 /// outside `/trusted` with `kml=on`, and in `/trusted` with KML off, at CPL 3 (off by default
 /// with 1 vCPU, `kml=off` with 2).
-fn stage1(smp: u32, cpu: &str) {
+fn trusted_kernel_mode(smp: u32, cpu: &str) {
     let out = boot(
         "trusted",
         smp,
@@ -229,23 +234,23 @@ fn stage1(smp: u32, cpu: &str) {
 }
 
 #[test]
-fn smp1_qemu64() {
-    stage1(1, "qemu64");
+fn trusted_kernel_mode_smp1_qemu64() {
+    trusted_kernel_mode(1, "qemu64");
 }
 
 #[test]
-fn smp1_max() {
-    stage1(1, "max");
+fn trusted_kernel_mode_smp1_max() {
+    trusted_kernel_mode(1, "max");
 }
 
 #[test]
-fn smp2_qemu64() {
-    stage1(2, "qemu64");
+fn trusted_kernel_mode_smp2_qemu64() {
+    trusted_kernel_mode(2, "qemu64");
 }
 
 #[test]
-fn smp2_max() {
-    stage1(2, "max");
+fn trusted_kernel_mode_smp2_max() {
+    trusted_kernel_mode(2, "max");
 }
 
 // busybox sh runs the program from a normal process (fork, then exec into kernel mode), reads
@@ -341,7 +346,7 @@ int main(void) {
 /// entry in `AT_SYSINFO` at start, runs in kernel mode under `/trusted` and makes its system
 /// calls through the entry (its startup, the loop, printf's write; exit stays a real
 /// `syscall` and is not counted), and at CPL 3 elsewhere. Its `malloc` (an mmap) and the page
-/// faults on that memory are handled at CPL 0 (stage 2).
+/// faults on that memory are handled at CPL 0.
 fn relinked(smp: u32, cpu: &str) {
     let tmp = TempDir::new(&format!("kml-relinked-smp{smp}-{cpu}")).unwrap();
     let (src, exe) = (tmp.join("relinked.c"), tmp.join("relinked"));
@@ -410,13 +415,13 @@ fn kml2test(dir: &Path) -> Vec<u8> {
     std::fs::read(bin).unwrap()
 }
 
-// Stage 2 under /trusted, from busybox sh (a normal process that forks and execs each run into
+// kml2test under /trusted, from busybox sh (a normal process that forks and execs each run into
 // kernel mode and reports its wait status as 128+signal): red-zone canaries under timer
 // interrupts, 7 MB of recursion, 64 MB of fresh mmap'd memory, faults that must become signals
 // (among them a recursion without end and a return to a bad address from a signal handler), a
 // program that single-steps itself (#DB) through a system call, and two pure CPU hogs pinned to
 // CPU 0 (only timer preemption lets the second one, and the shell, run while the first spins).
-const STAGE2_SCRIPT: &str = "K=/trusted/kml2test; grep -E 'LOC:|timer$' /proc/interrupts; \
+const FAULTS_SCRIPT: &str = "K=/trusted/kml2test; grep -E 'LOC:|timer$' /proc/interrupts; \
     $K redzone; grep -E 'LOC:|timer$' /proc/interrupts; $K recurse; $K mmap; \
     $K null; echo null=$?; $K noncanon; echo noncanon=$?; $K ud2; echo ud2=$?; $K div0; echo div0=$?; \
     $K int3; echo int3=$?; $K overflow; echo overflow=$?; $K badiret; echo badiret=$?; $K step; \
@@ -430,8 +435,8 @@ const STAGE2_SCRIPT: &str = "K=/trusted/kml2test; grep -E 'LOC:|timer$' /proc/in
 const NMI_START: &str = "grep NMI: /proc/interrupts; \
     (n=0; while [ ! -e /tmp/nmi-stop ] || [ $n -lt 30 ]; do echo l > /proc/sysrq-trigger; \
     n=$((n + 1)); sleep 0.2; done) & (";
-const NMI_STOP: &str = ") > /tmp/stage2.out 2>&1; touch /tmp/nmi-stop; wait; \
-    echo stage2 done > /dev/kmsg; grep NMI: /proc/interrupts; cat /tmp/stage2.out";
+const NMI_STOP: &str = ") > /tmp/kml2test.out 2>&1; touch /tmp/nmi-stop; wait; \
+    echo kml2test done > /dev/kmsg; grep NMI: /proc/interrupts; cat /tmp/kml2test.out";
 
 /// The timer interrupts of all CPUs in each snapshot of /proc/interrupts the script greps: the
 /// local APIC timers (`LOC:`, which ends a snapshot) plus IRQ 0 (`0: ... timer`), which ticks
@@ -487,13 +492,13 @@ fn hog_times(line: &str) -> (u64, u64) {
     (field("start="), field("end="))
 }
 
-fn stage2(smp: u32, cpu: &str) {
-    let tmp = TempDir::new(&format!("kml-stage2-smp{smp}-{cpu}")).unwrap();
+fn faults_and_interrupts(smp: u32, cpu: &str) {
+    let tmp = TempDir::new(&format!("kml-faults-smp{smp}-{cpu}")).unwrap();
     let bin = kml2test(tmp.path());
     let script = if smp > 1 {
-        format!("{NMI_START}{STAGE2_SCRIPT}{NMI_STOP}")
+        format!("{NMI_START}{FAULTS_SCRIPT}{NMI_STOP}")
     } else {
-        STAGE2_SCRIPT.to_string()
+        FAULTS_SCRIPT.to_string()
     };
     let initrd = Initramfs::sh(&["-c", &script])
         .unwrap()
@@ -503,7 +508,7 @@ fn stage2(smp: u32, cpu: &str) {
     let out = run_unchecked(PROFILE, &initrd, smp, cpu, "kml=on");
     assert_clean_but_backtraces(&out);
     for line in out.lines_starting("kml2: ") {
-        println!("stage2 smp={smp} cpu={cpu}: {line}");
+        println!("faults smp={smp} cpu={cpu}: {line}");
     }
     let lines = out.lines_starting("kml2: ");
     for (mode, rest) in [
@@ -580,23 +585,23 @@ fn stage2(smp: u32, cpu: &str) {
 }
 
 #[test]
-fn stage2_smp1_qemu64() {
-    stage2(1, "qemu64");
+fn faults_and_interrupts_smp1_qemu64() {
+    faults_and_interrupts(1, "qemu64");
 }
 
 #[test]
-fn stage2_smp1_max() {
-    stage2(1, "max");
+fn faults_and_interrupts_smp1_max() {
+    faults_and_interrupts(1, "max");
 }
 
 #[test]
-fn stage2_smp2_qemu64() {
-    stage2(2, "qemu64");
+fn faults_and_interrupts_smp2_qemu64() {
+    faults_and_interrupts(2, "qemu64");
 }
 
 #[test]
-fn stage2_smp2_max() {
-    stage2(2, "max");
+fn faults_and_interrupts_smp2_max() {
+    faults_and_interrupts(2, "max");
 }
 
 /// Builds `tests/kml/kml3test.c` with musl (static, with threads) and relinks it with
@@ -607,18 +612,18 @@ fn kml3test(dir: &Path) -> Vec<u8> {
     relinked_musl(&src, &exe)
 }
 
-// Stage 3 under /trusted, from busybox sh: a 1 kHz SIGALRM (sent by a child process: Lupine
+// kml3test under /trusted, from busybox sh: a 1 kHz SIGALRM (sent by a child process: Lupine
 // kernels have no POSIX timers, so no setitimer) over a register-checksum loop, a
 // handler on a sigaltstack, an SA_RESTART read, 20 forks, two threads moving between CPU 0 and
 // CPU 1 (TLS in FS checked), exec to a user-mode program and back, vfork + exec. The same
 // file outside /trusted runs each mode at CPL 3.
-const STAGE3_SCRIPT: &str = "for m in signal altstack restart fork threads exec vfork; do \
+const SIGNALS_SCRIPT: &str = "for m in signal altstack restart fork threads exec vfork; do \
     /trusted/kml3test $m; echo $m=$?; done; /kml3test signal; /kml3test threads; echo done";
 
-fn stage3(smp: u32, cpu: &str) {
-    let tmp = TempDir::new(&format!("kml-stage3-smp{smp}-{cpu}")).unwrap();
+fn signals_fork_threads_exec(smp: u32, cpu: &str) {
+    let tmp = TempDir::new(&format!("kml-signals-smp{smp}-{cpu}")).unwrap();
     let bin = kml3test(tmp.path());
-    let initrd = Initramfs::sh(&["-c", STAGE3_SCRIPT])
+    let initrd = Initramfs::sh(&["-c", SIGNALS_SCRIPT])
         .unwrap()
         .file("/trusted/kml3test", 0o755, &bin)
         .file("/kml3test", 0o755, &bin)
@@ -626,7 +631,7 @@ fn stage3(smp: u32, cpu: &str) {
         .unwrap();
     let out = run(&initrd, smp, cpu, "kml=on");
     for line in out.lines_starting("kml3: ") {
-        println!("stage3 smp={smp} cpu={cpu}: {line}");
+        println!("signals smp={smp} cpu={cpu}: {line}");
     }
     let lines = out.lines_starting("kml3: ");
     let cpus = smp.min(2);
@@ -661,22 +666,22 @@ fn stage3(smp: u32, cpu: &str) {
 }
 
 #[test]
-fn stage3_smp1_qemu64() {
-    stage3(1, "qemu64");
+fn signals_fork_threads_exec_smp1_qemu64() {
+    signals_fork_threads_exec(1, "qemu64");
 }
 
 #[test]
-fn stage3_smp2_max() {
-    stage3(2, "max");
+fn signals_fork_threads_exec_smp2_max() {
+    signals_fork_threads_exec(2, "max");
 }
 
 #[test]
-fn stage3_smp2_qemu64() {
-    stage3(2, "qemu64");
+fn signals_fork_threads_exec_smp2_qemu64() {
+    signals_fork_threads_exec(2, "qemu64");
 }
 
 /// The `cpuN calls M syscalls R interrupts I faults F` lines of the `n`th (0-based) /proc/kml
-/// read in the console: the sums of the call-entry (M) and raw-syscall (R, stage 4) counts.
+/// read in the console: the sums of the call-entry (M) and raw-`syscall` (R) counts.
 fn counts(out: &Outcome, n: usize) -> (u64, u64) {
     let mut reads: Vec<(u64, u64)> = Vec::new();
     for line in out.lines() {
@@ -704,7 +709,7 @@ fn counts(out: &Outcome, n: usize) -> (u64, u64) {
     reads[n]
 }
 
-// Stage 4 (a): a shell script run by Debian's static busybox (glibc, unmodified, not
+// Raw syscalls (a): a shell script run by Debian's static busybox (glibc, unmodified, not
 // relinked: every system call is a raw `syscall`), as /trusted/busybox at CPL 0 and as
 // /bin/busybox at CPL 3. Each output line starts with "bb: ".
 const BUSYBOX_SCRIPT: &str = r#"echo "bb: hello $0"
@@ -782,7 +787,7 @@ fn busybox_trusted_smp2_max() {
     busybox_trusted(2, "max");
 }
 
-/// Stage 4 (b): a relinked musl program mixing call-entry `getpid` (libc, rewritten by
+/// Raw syscalls (b): a relinked musl program mixing call-entry `getpid` (libc, rewritten by
 /// lupine-relink), a raw `syscall` (inline asm that lupine-relink keeps: its bytes follow the
 /// `__restore_rt` pattern, jumped over) and vDSO `clock_gettime(CLOCK_MONOTONIC)`, each in a
 /// loop of 1000, reading /proc/kml itself around each loop (the reads' own system calls are
@@ -900,11 +905,12 @@ fn mixed_entries_smp2_max() {
     mixed(2, "max");
 }
 
-// Stage 5 (a), on lupine-general+kml (lupine-base has no users but root): the selection
+// Selection rules, on lupine-general+kml (lupine-base has no users but root): the selection
 // rules, one kmltest line each, in this order: a file other users may write, a file owned by
 // another user, a copy run under chroot, the file run in another mount namespace, the file
 // reached through a bind mount outside /trusted (all CPL 3); the file itself (CPL 0). The rules
-// are about the file, not the caller: stage5 runs /trusted/kml5test as nobody at CPL 0.
+// are about the file, not the caller: counters_and_ptrace runs /trusted/kml5test as nobody at
+// CPL 0.
 const SELECTION_SCRIPT: &str = "B=/bin/busybox; /trusted/kmltest-ow; \
     $B chown 1000 /trusted/kmltest-u; /trusted/kmltest-u; \
     $B mkdir -p /jail/trusted; $B cp /trusted/kmltest /jail/trusted/; \
@@ -955,18 +961,18 @@ fn selection_rules_smp2_max() {
     selection(2, "max");
 }
 
-// Stage 5 (b), on lupine-general+kml: tests/kml/kml5test.c, relinked, as /trusted/kml5test
+// Counters and ptrace, on lupine-general+kml: tests/kml/kml5test.c, relinked, as /trusted/kml5test
 // (CPL 0) and /kml5test (CPL 3): its page faults and interrupts in /proc/kml, what a root
 // tracer may do to it, and who may attach to it.
-const STAGE5_SCRIPT: &str = "/trusted/kml5test counters; /kml5test counters; \
+const COUNTERS_PTRACE_SCRIPT: &str = "/trusted/kml5test counters; /kml5test counters; \
     /kml5test ptrace /trusted/kml5test; /kml5test ptrace /kml5test; \
     /kml5test attach /trusted/kml5test; /kml5test attach /kml5test; echo done";
 
-fn stage5(smp: u32, cpu: &str) {
-    let tmp = TempDir::new(&format!("kml-stage5-smp{smp}-{cpu}")).unwrap();
+fn counters_and_ptrace(smp: u32, cpu: &str) {
+    let tmp = TempDir::new(&format!("kml-counters-ptrace-smp{smp}-{cpu}")).unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kml/kml5test.c");
     let bin = relinked_musl(&src, &tmp.join("kml5test"));
-    let initrd = Initramfs::sh(&["-c", STAGE5_SCRIPT])
+    let initrd = Initramfs::sh(&["-c", COUNTERS_PTRACE_SCRIPT])
         .unwrap()
         .file("/trusted/kml5test", 0o755, &bin)
         .file("/kml5test", 0o755, &bin)
@@ -975,7 +981,7 @@ fn stage5(smp: u32, cpu: &str) {
     let out = run_on(GENERAL_KML, &initrd, smp, cpu, "kml=on");
     let lines = out.lines_starting("kml5: ");
     for line in &lines {
-        println!("stage5 smp={smp} cpu={cpu}: {line}");
+        println!("counters_and_ptrace smp={smp} cpu={cpu}: {line}");
     }
     let want = [
         // 2000 fresh pages, 2000 page faults at CPL 0, each also an exception entry; 300 ms
@@ -1003,11 +1009,11 @@ fn stage5(smp: u32, cpu: &str) {
 }
 
 #[test]
-fn stage5_smp1_qemu64() {
-    stage5(1, "qemu64");
+fn counters_and_ptrace_smp1_qemu64() {
+    counters_and_ptrace(1, "qemu64");
 }
 
 #[test]
-fn stage5_smp2_max() {
-    stage5(2, "max");
+fn counters_and_ptrace_smp2_max() {
+    counters_and_ptrace(2, "max");
 }

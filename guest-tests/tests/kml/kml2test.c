@@ -1,6 +1,6 @@
 /*
- * kml2test: the stage-2 Kernel Mode Linux checks (interrupts, exceptions and
- * page faults at CPL 0), without libc. Under /trusted it runs at CPL 0 and
+ * kml2test: the Kernel Mode Linux checks of interrupts, exceptions and page
+ * faults at CPL 0, without libc. Under /trusted it runs at CPL 0 and
  * makes its system calls through the call entry (AT_SYSINFO), moving %rsp
  * over the red zone first as lupine-relink's trampolines do; elsewhere with
  * the syscall instruction.

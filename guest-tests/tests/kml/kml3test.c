@@ -1,11 +1,13 @@
 /*
- * Kernel Mode Linux, stage 3: signals, fork, threads, exec and vfork of a kernel-mode process
+ * Kernel Mode Linux: signals, fork, threads, exec and vfork of a kernel-mode process
  * (musl, static, relinked by lupine-relink; see tests/kml.rs). Each mode prints one
  * "kml3: MODE cs=0x.. ..." line ending in " ok" when every check held, and exits 0.
  *
  * musl keeps a raw `syscall` (lupine-relink leaves it alone) for rt_sigreturn (its signal
- * restorer), clone (fork, pthread_create) and vfork: those return to CPL 0 only with the
- * kernel's stage 3.
+ * restorer), clone (fork, pthread_create) and vfork: those return to CPL 0 because the kernel
+ * marks the frame of a raw syscall of a kernel-mode task ("Run trusted programs at CPL 0") and
+ * keeps the mode across signals and fork ("Keep kernel-mode processes at CPL 0 across signals
+ * and fork").
  */
 #define _GNU_SOURCE
 #include <errno.h>

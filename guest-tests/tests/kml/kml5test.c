@@ -1,5 +1,5 @@
 /*
- * Stage 5 of the KML guest tests (musl, static, relinked by the test):
+ * kml5test: the KML counters and ptrace checks (musl, static, relinked by the test):
  *   kml5test counters          page faults and interrupts of this process in /proc/kml
  *   kml5test ptrace TARGET     a root tracer's view of TARGET (run as "TARGET work")
  *   kml5test attach TARGET     PTRACE_ATTACH to TARGET (run as "TARGET sleep" by nobody)

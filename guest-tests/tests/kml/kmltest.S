@@ -1,5 +1,6 @@
 /*
- * kmltest: the stage-1 Kernel Mode Linux check, without libc.
+ * kmltest: the basic Kernel Mode Linux check (CPL 0, call entry, GS across
+ * migrations), without libc.
  *
  * Reads CS; looks for AT_SYSINFO in the aux vector. With it (a kernel-mode
  * process), makes 100000 getpid calls through the call entry the way
