@@ -397,7 +397,11 @@ pub fn check_original(case: &Case, kind: Kind, out: &Output) -> Option<String> {
     if out.timed_out {
         return Some(format!("original {} timed out", case.label()));
     }
-    let base = case.program.split('-').next().unwrap_or("");
+    // The C program's name without its kind ("cancel-arch-glibc-pie": "cancel-arch").
+    let base = C_KINDS
+        .iter()
+        .find_map(|(_, suffix)| case.program.strip_suffix(&format!("-{suffix}")))
+        .unwrap_or_else(|| case.program.split('-').next().unwrap_or(""));
     match base {
         "hello" => {
             let code: i32 = case.args.first().map(|a| a.parse().unwrap()).unwrap_or(0);
@@ -423,6 +427,10 @@ pub fn check_original(case: &Case, kind: Kind, out: &Output) -> Option<String> {
         "cancel" => expect(
             stdout.contains("reader: canceled") && stdout.contains("cleanups 3"),
             "cancel",
+        ),
+        "cancel-arch" => expect(
+            stdout == "read 1 'x' after a restart\ncancelled\nchild: exit 0\ncancelled\n",
+            "cancel-arch",
         ),
         "epoll" => expect(stdout.contains("timer: 1 ready, id 4"), "epoll"),
         "sockets" => expect(stdout.contains("client got 4: pong"), "sockets"),
