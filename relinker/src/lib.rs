@@ -23,13 +23,17 @@
 //!    instructions of its basic block, no branch target after its first byte) or keeps it a
 //!    real syscall with a reason ([`analyze::KeptReason`]): PC-sensitive code (by symbol or
 //!    byte pattern), constant numbers 15, 56, 58, 60, 435, no window, undecodable bytes nearby,
-//!    a relocation inside the window, or a trampoline that cannot be encoded.
+//!    a relocation inside the window, or a trampoline that cannot be encoded. A C library's
+//!    cancellation point is moved whole instead ([`cancel`]), when it can be identified for
+//!    certain.
 //! 4. Lays out and writes the output ([`relink`]): the windows become `jmp rel32` + `int3` to
 //!    trampolines from [`kml_shim`], in one new R+X segment with the moved program header table
-//!    and the entry stub; the slot is one new R+W segment. Trampolines inside functions that
-//!    have unwind information get FDEs that mirror the original rows ([`cfi`]), found through a
-//!    new `.eh_frame_hdr` (`PT_GNU_EH_FRAME`, added when the program had none), so backtraces
-//!    and forced unwinding from a signal handler pass through them as through the original.
+//!    and the entry stub, with the copies of moved cancellation points (their functions' first
+//!    instructions jump there, and the handler's bounds name the copy's); the slot is one new
+//!    R+W segment. Trampolines and copies inside functions that have unwind information get
+//!    FDEs that mirror the original rows ([`cfi`]), found through a new `.eh_frame_hdr`
+//!    (`PT_GNU_EH_FRAME`, added when the program had none), so backtraces and forced unwinding
+//!    from a signal handler pass through them as through the original.
 //!
 //! The output needs Linux ≥ 5.18, which derives `AT_PHDR` from the `PT_LOAD` that contains
 //! `e_phoff` (earlier kernels assume the program header table is in the first segment).
