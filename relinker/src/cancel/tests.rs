@@ -181,4 +181,20 @@ fn relinking_points_the_entry_and_the_bounds_at_the_copy() {
         [0x0f, 0x05],
         "a syscall right before the end"
     );
+    // The program's FDE covers the whole text: the copy gets one that mirrors it, listed in
+    // the new .eh_frame_hdr.
+    assert_eq!(site.unwind_info, Some(true));
+    let hdr = r
+        .report
+        .eh_frame_hdr
+        .as_deref()
+        .map(hex)
+        .expect("an .eh_frame_hdr");
+    let seg = out
+        .phdrs
+        .iter()
+        .find(|p| p.p_type == crate::elf::PT_GNU_EH_FRAME)
+        .unwrap();
+    let table = crate::cfi::read_hdr_table(&at(hdr, seg.p_filesz), hdr).unwrap();
+    assert!(table.iter().any(|&(start, _)| start == copy), "{table:x?}");
 }
