@@ -193,7 +193,7 @@ fn relinking_points_the_entry_and_the_bounds_at_the_copy() {
     let seg = out
         .phdrs
         .iter()
-        .find(|p| p.p_type == crate::elf::PT_GNU_EH_FRAME)
+        .find(|p| p.p_type == elf::PT_GNU_EH_FRAME)
         .unwrap();
     let table = crate::cfi::read_hdr_table(&at(hdr, seg.p_filesz), hdr).unwrap();
     assert!(table.iter().any(|&(start, _)| start == copy), "{table:x?}");
