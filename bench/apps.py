@@ -35,7 +35,11 @@ each row is the median of RUNS runs, one fresh boot per run:
   bisection between 8 and 256 MiB, one boot per probe.
 Lupine profiles boot on `-M microvm,acpi=off` (virtio-mmio devices on the command line);
 microvm's config finds devices through ACPI, so it boots on `-M microvm` with `pci=off`. Every
-profile gets `tsc_early_khz=2000000` (without it microvm's TSC calibration can hang under TCG).
+profile gets `tsc_early_khz=2000000` (without it microvm's TSC calibration can hang under TCG)
+and `tsc=reliable`: under TCG the clocksource watchdog finds the TSC skewed and falls back to
+jiffies, which has no vDSO mode, so that every clock_gettime became a system call made from the
+vDSO (two or three per request for redis, on every column; raw `syscall` instructions at CPL 0
+on the +kml columns, where lupine-relink cannot reach them).
 QEMU forwards a free port on the host's 127.0.0.1 to the app's port (user networking). Its
 listening socket has a backlog of 1, so clients are kept to 10 connections (not
 redis-benchmark's default 50, with which runs often hang for ~100 s in a handshake), and a run
@@ -60,7 +64,7 @@ APPS = {  # app: (guest port, first-request probe, its good answer's start, benc
 # Profile per column, APP standing for the app's name; a +kml profile is booted with kml=on
 # unless the column ends in " kml=off".
 COLUMNS = ["microvm", "lupine-general", "lupine-APP", "lupine-APP+kml kml=off", "lupine-APP+kml"]
-CMDLINE = ("console=ttyS0 quiet panic=-1 reboot=t tsc_early_khz=2000000 "
+CMDLINE = ("console=ttyS0 quiet panic=-1 reboot=t tsc_early_khz=2000000 tsc=reliable "
            "root=/dev/vda rootfstype=ext4 rw init=/lupine-init")
 KML_PORT = 7777      # the guest port where kml_counts answers with /proc/kml
 BOOT_TIMEOUT = 60    # s from QEMU start to the first answered request
