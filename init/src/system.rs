@@ -3,7 +3,7 @@
 use std::fs;
 use std::io::Write;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::Fatal;
 use crate::manifest::Network;
@@ -48,18 +48,50 @@ pub fn set_hostname(name: &str) -> Result<(), Fatal> {
         .map_err(|e| Fatal::new("hostname", format!("{name}: {}", e.desc())))
 }
 
-/// Writes each sysctl through /proc/sys (dots become slashes).
+/// Sysctls init sets unless the manifest names them: nobody may hard-link a file he does not
+/// own, nor follow another user's symlink in a sticky world-writable directory (the kernel's
+/// defaults allow both; a hard link is how a program would come to look root-installed, e.g.
+/// under Kernel Mode Linux's `/trusted`).
+pub const DEFAULT_SYSCTLS: [(&str, &str); 2] = [
+    ("fs.protected_hardlinks", "1"),
+    ("fs.protected_symlinks", "1"),
+];
+
+/// Writes [`DEFAULT_SYSCTLS`] the manifest leaves out, where the kernel has them (one without
+/// sysctl support or without users has nothing to protect), then each of the manifest's
+/// sysctls through /proc/sys (dots become slashes).
 pub fn apply_sysctls(sysctls: &[(String, String)]) -> Result<(), Fatal> {
-    for (key, value) in sysctls {
-        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
-        fs::write(&path, value).map_err(|e| {
-            Fatal::new(
-                "sysctl",
-                format!("{key} = {value:?}: {}: {e}", path.display()),
-            )
-        })?;
-        log::debug!("sysctl {key} = {value}");
+    for (key, value) in defaults_not_in(sysctls) {
+        if sysctl_path(key).exists() {
+            write_sysctl(key, value)?;
+        }
     }
+    for (key, value) in sysctls {
+        write_sysctl(key, value)?;
+    }
+    Ok(())
+}
+
+/// The [`DEFAULT_SYSCTLS`] that `sysctls` does not name.
+fn defaults_not_in(sysctls: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> + '_ {
+    DEFAULT_SYSCTLS
+        .into_iter()
+        .filter(|(key, _)| !sysctls.iter().any(|(k, _)| k == key))
+}
+
+fn sysctl_path(key: &str) -> PathBuf {
+    Path::new("/proc/sys").join(key.replace('.', "/"))
+}
+
+fn write_sysctl(key: &str, value: &str) -> Result<(), Fatal> {
+    let path = sysctl_path(key);
+    fs::write(&path, value).map_err(|e| {
+        Fatal::new(
+            "sysctl",
+            format!("{key} = {value:?}: {}: {e}", path.display()),
+        )
+    })?;
+    log::debug!("sysctl {key} = {value}");
     Ok(())
 }
 
@@ -67,6 +99,20 @@ pub fn apply_sysctls(sysctls: &[(String, String)]) -> Result<(), Fatal> {
 mod tests {
     use super::*;
     use crate::manifest::{parse_prefix, Interface};
+
+    #[test]
+    fn manifest_sysctls_override_the_defaults() {
+        let none: Vec<(String, String)> = vec![];
+        assert_eq!(
+            defaults_not_in(&none).collect::<Vec<_>>(),
+            DEFAULT_SYSCTLS.to_vec()
+        );
+        let hardlinks_off = [("fs.protected_hardlinks".to_string(), "0".to_string())];
+        assert_eq!(
+            defaults_not_in(&hardlinks_off).collect::<Vec<_>>(),
+            [("fs.protected_symlinks", "1")]
+        );
+    }
 
     #[test]
     fn hosts_without_network_use_127_0_1_1() {
