@@ -27,18 +27,19 @@
 //! /proc/kml): unmodified Debian busybox under /trusted, and a relinked musl program mixing call
 //! entries, raw syscalls and the vDSO.
 //!
-//! On `lupine-general+kml` (users, namespaces): the selection rules, and `tests/kml/kml5test.c`
+//! On [`GENERAL_KML`] (users, namespaces): the selection rules, and `tests/kml/kml5test.c`
 //! for the interrupt and fault counters and what a tracer may do.
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use guest_tests::{Initramfs, Outcome, TempDir, Vm};
+use guest_tests::{Initramfs, Outcome, TempDir};
+
+#[path = "kml/common.rs"]
+mod common;
+use common::{assert_clean_but_backtraces, relinked_musl, run_on, run_unchecked, GENERAL_KML};
 
 const PROFILE: &str = "lupine-base+kml";
-/// For what needs users other than root (lupine-base has no MULTIUSER).
-const GENERAL_KML: &str = "lupine-general+kml";
 const CALLS: u64 = 100_000;
 
 /// Builds `tests/kml/kmltest.S`.
@@ -87,75 +88,6 @@ fn boot(
 /// message on the console (`ignore_loglevel`) and `cmdline` added; the console must be clean.
 fn run(initrd: &Path, smp: u32, cpu: &str, cmdline: &str) -> Outcome {
     run_on(PROFILE, initrd, smp, cpu, cmdline)
-}
-
-/// [`run`] on another `+kml` profile.
-fn run_on(profile: &str, initrd: &Path, smp: u32, cpu: &str, cmdline: &str) -> Outcome {
-    let out = run_unchecked(profile, initrd, smp, cpu, cmdline);
-    assert_clean(&out);
-    out
-}
-
-/// [`run_on`] without the console check.
-fn run_unchecked(profile: &str, initrd: &Path, smp: u32, cpu: &str, cmdline: &str) -> Outcome {
-    Vm::lupine_on(profile, initrd)
-        .unwrap()
-        .smp(smp)
-        .cpu(cpu)
-        .append(&format!("ignore_loglevel {cmdline}"))
-        .timeout(Duration::from_secs(240))
-        .run()
-        .unwrap()
-}
-
-/// `src` built with `musl-gcc -static -O2 -pthread` into `exe`, then relinked by lupine-relink
-/// (some site must be rewritten).
-fn relinked_musl(src: &Path, exe: &Path) -> Vec<u8> {
-    let out = Command::new("musl-gcc")
-        .args(["-static", "-O2", "-pthread", "-o"])
-        .arg(exe)
-        .arg(src)
-        .output()
-        .expect("musl-gcc (musl-tools) runs");
-    assert!(out.status.success(), "musl-gcc: {out:?}");
-    let original = std::fs::read(exe).unwrap();
-    let relinked = lupine_relink::relink_bytes("program", "program", &original).unwrap();
-    assert!(relinked.report.counts.rewritten > 0, "nothing rewritten");
-    relinked.bytes
-}
-
-/// No kernel warning, BUG, oops or stack dump on the console. A kernel #GP reads "general
-/// protection fault: 0000 [#1]" or "general protection fault, probably for ..."; a process's
-/// (also a kernel-mode one's) "traps: prog[pid] general protection fault ip:..." is no error.
-#[track_caller]
-fn assert_clean(out: &Outcome) {
-    assert_clean_but_backtraces(out);
-    assert!(
-        !out.console.contains("Call Trace"),
-        "console has a call trace\n{out}"
-    );
-}
-
-/// [`assert_clean`] for a run that asked for NMI backtraces (sysrq l): call traces only in
-/// those.
-#[track_caller]
-fn assert_clean_but_backtraces(out: &Outcome) {
-    for bad in [
-        "WARNING:",
-        "BUG:",
-        "kernel BUG",
-        "Oops",
-        "general protection fault:",
-        "general protection fault,",
-    ] {
-        assert!(!out.console.contains(bad), "console has {bad:?}\n{out}");
-    }
-    let traces = out.console.matches("Call Trace").count();
-    let backtraces = out.console.matches("NMI backtrace for cpu").count();
-    assert!(
-        traces <= backtraces,
-        "{traces} call traces, {backtraces} NMI backtraces\n{out}"
-    );
 }
 
 /// What a `kmltest: ` line on `smp` vCPUs starts with when every call went right: half of
@@ -557,29 +489,25 @@ fn faults_and_interrupts(smp: u32, cpu: &str) {
     assert!(out.has_line("hogs done"), "{out}");
     if smp > 1 {
         // NMIs came, and some found the KML program in its own code: their backtrace shows
-        // its registers as those of a user context (CS with the KML mark, no kernel stack to
-        // unwind), never its code under the kernel's CS.
+        // its registers as those of a user context (the real CS, 0010, and the user-mode dump:
+        // FS and GS bases, no knlGS, no kernel stack to unwind), never its code as kernel
+        // context; and no dump shows the KML mark that pt_regs carries (7fff0013).
         let nmis = nmi_counts(&out);
         assert_eq!(nmis.len(), 2, "{out}");
         assert!(nmis[1] >= nmis[0] + 20, "NMIs {nmis:?}\n{out}");
         let lines: Vec<_> = out.lines().collect();
-        let interrupted: Vec<_> = lines
-            .windows(2)
-            .filter(|w| w[0].contains(" Comm: kml2test "))
-            .map(|w| w[1])
+        let in_its_code: Vec<&[&str]> = (0..lines.len())
+            .filter(|&i| lines[i].contains(" Comm: kml2test "))
+            .map(|i| &lines[i + 1..lines.len().min(i + 12)])
+            .filter(|dump| dump[0].contains("RIP: 0010:0x00000000004"))
             .collect();
+        let has = |dump: &[&str], what: &str| dump.iter().any(|l| l.contains(what));
         assert!(
-            interrupted
-                .iter()
-                .any(|l| l.contains("RIP: 7fff0013:0x00000000004")),
+            in_its_code.iter().any(|dump| has(dump, " GS:  ")),
             "no NMI backtrace of kml2test in its code\n{out}"
         );
-        assert!(
-            !interrupted
-                .iter()
-                .any(|l| l.contains("RIP: 0010:0x00000000004")),
-            "{out}"
-        );
+        assert!(!in_its_code.iter().any(|dump| has(dump, "knlGS:")), "{out}");
+        assert!(!out.console.contains("7fff0013"), "{out}");
     }
     out.assert_exit_status(0);
 }
@@ -905,7 +833,7 @@ fn mixed_entries_smp2_max() {
     mixed(2, "max");
 }
 
-// Selection rules, on lupine-general+kml (lupine-base has no users but root): the selection
+// Selection rules, on GENERAL_KML (lupine-base has no users but root): the selection
 // rules, one kmltest line each, in this order: a file other users may write, a file owned by
 // another user, a copy run under chroot, the file run in another mount namespace, the file
 // reached through a bind mount outside /trusted (all CPL 3); the file itself (CPL 0). The rules
@@ -961,7 +889,7 @@ fn selection_rules_smp2_max() {
     selection(2, "max");
 }
 
-// Counters and ptrace, on lupine-general+kml: tests/kml/kml5test.c, relinked, as /trusted/kml5test
+// Counters and ptrace, on GENERAL_KML: tests/kml/kml5test.c, relinked, as /trusted/kml5test
 // (CPL 0) and /kml5test (CPL 3): its page faults and interrupts in /proc/kml, what a root
 // tracer may do to it, and who may attach to it.
 const COUNTERS_PTRACE_SCRIPT: &str = "/trusted/kml5test counters; /kml5test counters; \

@@ -1,7 +1,7 @@
 //! The whole corpus, relinked, under real Kernel Mode Linux: every program under `/trusted` of
-//! a `lupine-general+kml` guest booted with `kml=on` and 2 vCPUs (the cancellation programs with
-//! 1 vCPU too), run with the arguments,
-//! environment, working directory and stdin of the host runs. Each must print the same
+//! a `lupine-general+kml+userns+preempt` guest booted with `kml=on` and 2 vCPUs (the
+//! cancellation programs with 1 vCPU too), run with the arguments, environment, working
+//! directory and stdin of the host runs. Each must print the same
 //! stdout and stderr and end the same way as the original on the host, with its rewritten
 //! sites calling the KML entry (the call-entry count of /proc/kml rises during each run, which
 //! happens only at CPL 0: no other process gets AT_SYSINFO), and the kernel log must stay free
@@ -14,8 +14,9 @@ use std::time::Duration;
 use guest_tests::{Initramfs, Outcome, TempDir, Vm};
 use relink_corpus::{corpus, corpus_src, run_case, work_dir, Case, Corpus, Output, Program};
 
-/// The `+kml` profile with users, namespaces and networking of lupine-general.
-const PROFILE: &str = "lupine-general+kml";
+#[path = "kml/common.rs"]
+mod common;
+use common::GENERAL_KML as PROFILE;
 
 /// A corpus program relinked by lupine-relink, as it goes under `/trusted`.
 fn relinked(program: &Program) -> Vec<u8> {
