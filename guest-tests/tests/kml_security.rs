@@ -6,20 +6,23 @@
 //! (`/kml6test`) tries each way in on `/trusted/kml6test` (ptrace before exec, no_new_privs, a
 //! shared fs_struct, a user namespace, dumpability asked back, perf events opened before exec,
 //! writable directories, a hard link, a `#!` script); the trusted copy executes `int $N` for
-//! vectors of every kind, and spins on a stack pointer that is not a user address. On [`common::GENERAL_KML`] (users, user namespaces,
-//! preemption chosen at boot) with 1 vCPU under `preempt=full` and 2 vCPUs, every
-//! kernel message on the console, none of them a warning or oops.
+//! vectors of every kind, and spins on a stack pointer that is not a user address. On
+//! [`common::GENERAL_KML`] (users, user namespaces, preemption chosen at boot, kprobes) with 1
+//! vCPU under `preempt=full` and 2 vCPUs, every kernel message on the console, none of them a
+//! warning or oops. With 2 vCPUs, NMIs whose handlers hit an int3 while the program takes
+//! page faults in a loop.
 //!
 //! A kernel that cannot be built: KML with 16-bit segments (ESPFIX).
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
-use guest_tests::{workspace_root, Initramfs, TempDir};
+use guest_tests::{workspace_root, Initramfs, TempDir, Vm};
 
 #[path = "kml/common.rs"]
 mod common;
-use common::{relinked_musl, run_on, GENERAL_KML as PROFILE};
+use common::{assert_no_kernel_errors, relinked_musl, run_on, GENERAL_KML as PROFILE};
 
 /// The attacks, each followed by its CPL 3 control where one tells something, then the
 /// faults (which on a kernel without the fixes end the run).
@@ -148,6 +151,71 @@ fn ways_in_and_faults_smp1_qemu64_preempt_full() {
 #[test]
 fn ways_in_and_faults_smp2_max() {
     security(2, "max", "");
+}
+
+/// An NMI that interrupts the frame-moving prologue of a kernel-mode process's page fault, and
+/// whose handler then hits an int3 (a kprobe on `show_regs`, which every NMI backtrace calls),
+/// which enters on the same KML IST stack: its frame must not land on the one being moved. The
+/// program faults in a page on CPU 1 as fast as it can for 20 s while CPU 0 asks for NMI
+/// backtraces without pause (thousands: sysrq prints them all on the console, where those of
+/// the two CPUs interleave, so call traces are not counted); no warning or oops.
+#[test]
+fn nmi_and_int3_in_the_prologue_smp2_max() {
+    const SCRIPT: &str = "B=/bin/busybox; T=/sys/kernel/tracing
+$B mount -t tracefs none $T
+echo 0 > /proc/sys/debug/kprobes-optimization
+echo 'p:kml/nmi show_regs' > $T/kprobe_events; echo 1 > $T/events/kml/nmi/enable
+$B grep NMI: /proc/interrupts
+/trusted/kml6test faultloop 20000 > /tmp/faultloop &
+while kill -0 $! 2>/dev/null; do echo l > /proc/sysrq-trigger; done
+wait
+$B sleep 1 # the last backtraces reach the console first
+cat /tmp/faultloop
+$B grep NMI: /proc/interrupts
+echo kprobe $(cat $T/kprobe_profile)
+echo done";
+    let tmp = TempDir::new("kml-nmi-prologue").unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kml/kml6test.c");
+    let bin = relinked_musl(&src, &tmp.join("kml6test"));
+    let initrd = Initramfs::sh(&["-c", SCRIPT])
+        .unwrap()
+        .file("/trusted/kml6test", 0o755, &bin)
+        .write(tmp.join("initramfs.cpio"))
+        .unwrap();
+    let out = Vm::lupine_on(PROFILE, &initrd)
+        .unwrap()
+        .smp(2)
+        .cpu("max")
+        .append("kml=on")
+        .timeout(Duration::from_secs(240))
+        .run()
+        .unwrap();
+    assert_no_kernel_errors(&out);
+    let faults = out.lines_starting("kml6: faultloop done");
+    assert_eq!(faults.len(), 1, "{out}");
+    let nmis: Vec<u64> = out
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("NMI:"))
+        .map(|counts| {
+            counts
+                .split_whitespace()
+                .map_while(|w| w.parse::<u64>().ok())
+                .sum()
+        })
+        .collect();
+    assert_eq!(nmis.len(), 2, "{out}");
+    let hits = out.lines_starting("kprobe nmi ");
+    println!(
+        "{} NMIs; {}; {}",
+        nmis[1] - nmis[0],
+        faults[0],
+        hits.join("")
+    );
+    assert!(nmis[1] >= nmis[0] + 1000, "{nmis:?}\n{out}");
+    let hits: u64 = hits[0].split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(hits >= 1000, "{out}");
+    assert!(out.has_line("done"), "{out}");
+    out.assert_exit_status(0);
 }
 
 /// KML and 16-bit segments (MODIFY_LDT_SYSCALL, X86_16BIT: ESPFIX64) exclude each other: a

@@ -21,6 +21,8 @@
  *                                   at exec must leave no per-CPU GS base behind)
  *   kml6test ints                   a child per vector executes "int $N": the signal that
  *                                   ends it (0: none), for the vectors of INT_VECTORS
+ *   kml6test faultloop MS           on CPU 1 for MS ms: map a page, touch it, unmap it (a page
+ *                                   fault, through the frame-moving prologue, each time)
  *   kml6test badrsp|badrsp-handler|badrsp-kernel
  *                                   a child spins with RSP not a user address (set directly,
  *                                   from a SIGTRAP handler, or a mapped kernel address): the
@@ -35,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -340,6 +343,27 @@ static int execloop(const char *target, int n) {
     return 0;
 }
 
+static int faultloop(int ms) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(1, &set);
+    if (sched_setaffinity(0, sizeof set, &set))
+        return 15;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long n = 0;
+    while (ms_since(&t0) < ms) {
+        volatile char *p = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return 16;
+        p[0] = 1;
+        munmap((void *)p, 4096);
+        n++;
+    }
+    printf("kml6: faultloop done (%ld faults)\n", n);
+    return 0;
+}
+
 static void hog(void) {
     pin_to_cpu0();
     for (;;)
@@ -445,6 +469,8 @@ int main(int argc, char **argv) {
         hog();
     if (!strcmp(mode, "victim"))
         return victim(target);
+    if (!strcmp(mode, "faultloop"))
+        return faultloop(atoi(target));
     if (!strcmp(mode, "ints"))
         return ints();
     if (!strcmp(mode, "badrsp"))
