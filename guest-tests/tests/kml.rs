@@ -37,7 +37,10 @@ use guest_tests::{Initramfs, Outcome, TempDir};
 
 #[path = "kml/common.rs"]
 mod common;
-use common::{assert_clean_but_backtraces, relinked_musl, run_on, run_unchecked, GENERAL_KML};
+use common::{
+    all_cpus, assert_clean_but_backtraces, nmi_counts, relinked_musl, run_on, run_unchecked,
+    GENERAL_KML,
+};
 
 const PROFILE: &str = "lupine-base+kml";
 const CALLS: u64 = 100_000;
@@ -385,22 +388,6 @@ fn timer_interrupts(out: &Outcome) -> Vec<u64> {
         }
     }
     snapshots
-}
-
-/// The NMIs of all CPUs in each `NMI:` line of /proc/interrupts the script greps.
-fn nmi_counts(out: &Outcome) -> Vec<u64> {
-    out.lines()
-        .filter_map(|l| l.trim_start().strip_prefix("NMI:"))
-        .map(all_cpus)
-        .collect()
-}
-
-/// The sum of the per-CPU counts that start the rest of a /proc/interrupts line.
-fn all_cpus(counts: &str) -> u64 {
-    counts
-        .split_whitespace()
-        .map_while(|w| w.parse::<u64>().ok())
-        .sum()
 }
 
 /// A line that starts with the shell's `echo NAME=$?` output `want`: the kernel's report of the

@@ -22,7 +22,7 @@ use guest_tests::{workspace_root, Initramfs, TempDir, Vm};
 
 #[path = "kml/common.rs"]
 mod common;
-use common::{assert_no_kernel_errors, relinked_musl, run_on, GENERAL_KML as PROFILE};
+use common::{assert_no_kernel_errors, nmi_counts, relinked_musl, run_on, GENERAL_KML as PROFILE};
 
 /// The attacks, each followed by its CPL 3 control where one tells something, then the
 /// faults (which on a kernel without the fixes end the run).
@@ -108,10 +108,15 @@ const WANT: &[&str] = &[
     "done",
 ];
 
+/// `tests/kml/kml6test.c`, relinked, built in `tmp`.
+fn kml6test(tmp: &TempDir) -> Vec<u8> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kml/kml6test.c");
+    relinked_musl(&src, &tmp.join("kml6test"))
+}
+
 fn security(smp: u32, cpu: &str, cmdline: &str) {
     let tmp = TempDir::new(&format!("kml-security-smp{smp}-{cpu}")).unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kml/kml6test.c");
-    let bin = relinked_musl(&src, &tmp.join("kml6test"));
+    let bin = kml6test(&tmp);
     let script = "#!/trusted/kml6test cs\n";
     let initrd = Initramfs::sh(&["-c", SCRIPT])
         .unwrap()
@@ -175,8 +180,7 @@ $B grep NMI: /proc/interrupts
 echo kprobe $(cat $T/kprobe_profile)
 echo done";
     let tmp = TempDir::new("kml-nmi-prologue").unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kml/kml6test.c");
-    let bin = relinked_musl(&src, &tmp.join("kml6test"));
+    let bin = kml6test(&tmp);
     let initrd = Initramfs::sh(&["-c", SCRIPT])
         .unwrap()
         .file("/trusted/kml6test", 0o755, &bin)
@@ -193,16 +197,7 @@ echo done";
     assert_no_kernel_errors(&out);
     let faults = out.lines_starting("kml6: faultloop done");
     assert_eq!(faults.len(), 1, "{out}");
-    let nmis: Vec<u64> = out
-        .lines()
-        .filter_map(|l| l.trim_start().strip_prefix("NMI:"))
-        .map(|counts| {
-            counts
-                .split_whitespace()
-                .map_while(|w| w.parse::<u64>().ok())
-                .sum()
-        })
-        .collect();
+    let nmis = nmi_counts(&out);
     assert_eq!(nmis.len(), 2, "{out}");
     let hits = out.lines_starting("kprobe nmi ");
     println!(

@@ -88,3 +88,19 @@ pub fn assert_no_kernel_errors(out: &Outcome) {
         assert!(!out.console.contains(bad), "console has {bad:?}\n{out}");
     }
 }
+
+/// The NMIs of all CPUs in each `NMI:` line of /proc/interrupts the script greps.
+pub fn nmi_counts(out: &Outcome) -> Vec<u64> {
+    out.lines()
+        .filter_map(|l| l.trim_start().strip_prefix("NMI:"))
+        .map(all_cpus)
+        .collect()
+}
+
+/// The sum of the per-CPU counts that start the rest of a /proc/interrupts line.
+pub fn all_cpus(counts: &str) -> u64 {
+    counts
+        .split_whitespace()
+        .map_while(|w| w.parse::<u64>().ok())
+        .sum()
+}
