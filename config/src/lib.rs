@@ -400,9 +400,23 @@ pub fn derive_file(path: &Path) -> Result<Findings, Error> {
     derive_bytes(&path.display().to_string(), &data)
 }
 
-/// Analyses one program given as bytes; refuses what lupine-relink refuses.
+/// Analyses one static program given as bytes; refuses what lupine-relink refuses, and
+/// dynamically linked programs and shared objects (their system calls are in their libraries).
 pub fn derive_bytes(input: &str, data: &[u8]) -> Result<Findings, Error> {
     let elf = Elf::parse(input, data)?;
+    let what = match &elf.kind {
+        elf::Kind::Static => None,
+        elf::Kind::Dynamic { interpreter } => Some(format!(
+            "is dynamically linked (interpreter {interpreter}): lupine-config reads static programs only"
+        )),
+        elf::Kind::Shared => Some("is a shared object: lupine-config reads static programs only".into()),
+    };
+    if let Some(what) = what {
+        return Err(Error::NotProgram {
+            file: input.into(),
+            what,
+        });
+    }
     let an = analyze::analyze(&elf);
     let ins = analyze::decode_all(&elf);
     let mut out = Findings {

@@ -62,13 +62,6 @@ fn main() -> ExitCode {
     for i in &inputs {
         match lupine_config::derive_file(i) {
             Ok(f) => findings.push(f),
-            Err(lupine_relink::Error::Dynamic { file, interpreter }) => {
-                eprintln!(
-                    "lupine-config: {file}: is dynamically linked (interpreter {interpreter}): \
-                     lupine-config reads static programs only"
-                );
-                return ExitCode::FAILURE;
-            }
             Err(e) => {
                 eprintln!("lupine-config: {e}");
                 return ExitCode::FAILURE;

@@ -6,13 +6,21 @@
 //! sites calling the KML entry (the call-entry count of /proc/kml rises during each run, which
 //! happens only at CPL 0: no other process gets AT_SYSINFO), and the kernel log must stay free
 //! of warnings.
+//!
+//! The dynamically linked variants of the C programs too, unmodified under `/trusted`, with the
+//! relinked musl `libc.so` and glibc `libc.so.6` and `ld-linux-x86-64.so.2` in place: their
+//! calls go through the KML entry from the libraries' probing trampolines. An interpreter that
+//! is not owned by root or is writable by group or others (or under such a directory) keeps
+//! the program at CPL 3, with the kernel's notice.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use guest_tests::{Initramfs, Outcome, TempDir, Vm};
-use relink_corpus::{corpus, corpus_src, run_case, work_dir, Case, Corpus, Output, Program};
+use relink_corpus::{
+    corpus, corpus_src, dynamic_corpus, run_case, work_dir, Case, Corpus, Libc, Output, Program,
+};
 
 #[path = "kml/common.rs"]
 mod common;
@@ -124,7 +132,8 @@ fn run_corpus(name: &str, smp: u32, select: fn(&Case) -> bool) {
 
     let mut problems = Vec::new();
     for (n, (path, case)) in cases.iter().enumerate() {
-        compare_with_host(c, &console, n, path, case, &mut problems);
+        let host = run_case(&c.program(&case.program).path, case, None, &[]);
+        compare_with_host(&host, &console, n, path, case, &mut problems);
     }
     assert!(
         problems.is_empty(),
@@ -195,17 +204,16 @@ impl Console<'_> {
     }
 }
 
-/// Case `n` (at `path` in the guest) must end and print as the original on the host, and call
-/// through the KML entry.
+/// Case `n` (at `path` in the guest) must end and print as the original did on the host
+/// (`host`), and call through the KML entry.
 fn compare_with_host(
-    c: &Corpus,
+    host: &Output,
     console: &Console<'_>,
     n: usize,
     path: &str,
     case: &Case,
     problems: &mut Vec<String>,
 ) {
-    let host = run_case(&c.program(&case.program).path, case, None, &[]);
     let prefix = format!("case {n} status ");
     let Some(line) = console.lines.iter().find_map(|l| l.strip_prefix(&prefix)) else {
         problems.push(format!("{}: no result line", case.label()));
@@ -216,11 +224,7 @@ fn compare_with_host(
         .unwrap_or_else(|| panic!("bad line {line:?}"));
     let stdout = from_od(&console.section(&format!("out {n}"), &format!("err {n}")));
     let stderr = from_od(&console.section(&format!("err {n}"), &format!("end {n}")));
-    let want = (
-        shell_status(&host),
-        host.stdout.clone(),
-        host.stderr.clone(),
-    );
+    let want = (shell_status(host), host.stdout.clone(), host.stderr.clone());
     let got = (status.parse::<i32>().unwrap(), stdout, stderr);
     if got != want {
         problems.push(format!(
@@ -239,4 +243,140 @@ fn compare_with_host(
             case.label()
         ));
     }
+}
+
+/// The guest paths of the C libraries the dynamic programs load (where the host has them) and
+/// their relinked copies, with glibc's `libgcc_s.so.1` as it is (cancellation and backtraces
+/// load it; it makes no system call).
+fn relinked_c_libraries() -> Vec<(String, Vec<u8>)> {
+    let mut libs = Vec::new();
+    for (guest, host) in [
+        ("/lib/ld-musl-x86_64.so.1", Libc::Musl.system_libraries()[0]),
+        (
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            Libc::Glibc.system_libraries()[0],
+        ),
+        (
+            "/lib64/ld-linux-x86-64.so.2",
+            Libc::Glibc.system_libraries()[1],
+        ),
+    ] {
+        let original = std::fs::read(host).unwrap();
+        let r = lupine_relink::relink_bytes(host, guest, &original)
+            .unwrap_or_else(|e| panic!("lupine-relink {host}: {e}"));
+        assert_eq!(r.report.kind, "shared");
+        libs.push((guest.to_string(), r.bytes));
+    }
+    let gcc_s = "/lib/x86_64-linux-gnu/libgcc_s.so.1";
+    libs.push((gcc_s.to_string(), std::fs::read(gcc_s).unwrap()));
+    libs
+}
+
+/// What the interpreter checks do to the musl interpreter, and restore after.
+const INTERPRETER_CHECKS: [(&str, &str, &str); 3] = [
+    (
+        "group-writable",
+        "$B chmod 775 /lib/ld-musl-x86_64.so.1",
+        "$B chmod 755 /lib/ld-musl-x86_64.so.1",
+    ),
+    (
+        "other owner",
+        "$B chown 65534 /lib/ld-musl-x86_64.so.1",
+        "$B chown 0 /lib/ld-musl-x86_64.so.1",
+    ),
+    (
+        "writable directory",
+        "$B chmod 777 /lib",
+        "$B chmod 755 /lib",
+    ),
+];
+
+/// The dynamic corpus, unmodified under /trusted with the relinked C libraries in place, on 2
+/// vCPUs: the same as on the host with the system's libraries, with calls through the KML entry;
+/// then a musl program whose interpreter fails each ownership rule runs at CPL 3 (no call
+/// through the entry, the kernel's notice), and at CPL 0 again once it is restored.
+#[test]
+fn dynamic_programs_run_at_cpl0_through_relinked_c_libraries() {
+    let c = dynamic_corpus();
+    let tmp = TempDir::new("kml-dynamic").unwrap();
+    let mut initrd = Initramfs::sh(&["/corpus.sh"]).unwrap().file(
+        "/hello.c",
+        0o644,
+        std::fs::read(corpus_src().join("hello.c")).unwrap(),
+    );
+    for (path, bytes) in relinked_c_libraries() {
+        initrd = initrd.file(&path, 0o755, bytes);
+    }
+    let mut placed = BTreeSet::new();
+    let mut cases = Vec::new();
+    for case in &c.cases {
+        let path = format!("/trusted/{}", case.program);
+        if placed.insert(path.clone()) {
+            initrd = initrd.file(
+                &path,
+                0o755,
+                std::fs::read(&c.program(&case.program).path).unwrap(),
+            );
+        }
+        cases.push((path, case));
+    }
+    let hello = c
+        .cases
+        .iter()
+        .position(|k| k.program == "hello-musl-dyn")
+        .unwrap();
+    let mut sh = script(&cases);
+    let (hello_path, _) = &cases[hello];
+    for (what, break_it, restore) in INTERPRETER_CHECKS.iter().chain([&("restored", ":", ":")]) {
+        writeln!(
+            sh,
+            "{break_it}; a=$(calls); {hello_path} >/dev/null; b=$(calls); {restore}; \
+             echo \"interpreter {what}: calls $((b - a))\""
+        )
+        .unwrap();
+    }
+    sh.push_str("echo notices-begin; $B dmesg | $B grep 'runs at CPL 3'; echo notices-end\n");
+    let initrd = initrd
+        .file("/corpus.sh", 0o644, sh)
+        .write(tmp.join("initramfs.cpio"))
+        .unwrap();
+    let out = Vm::lupine_on(PROFILE, &initrd)
+        .unwrap()
+        .smp(2)
+        .append("kml=on")
+        .timeout(Duration::from_secs(600))
+        .run()
+        .unwrap();
+    out.assert_exit_status(0);
+    let console = Console {
+        out: &out,
+        lines: out.lines().collect(),
+    };
+    let dmesg = console.section("dmesg-begin", "dmesg-end");
+    assert!(dmesg.is_empty(), "kernel log:\n{dmesg}\n{out}");
+    let mut problems = Vec::new();
+    for (n, (path, case)) in cases.iter().enumerate() {
+        let host = run_case(&c.program(&case.program).path, case, None, &[]);
+        compare_with_host(&host, &console, n, path, case, &mut problems);
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+
+    let calls = |what: &str| -> u64 {
+        let prefix = format!("interpreter {what}: calls ");
+        out.lines()
+            .find_map(|l| l.strip_prefix(&prefix).map(|n| n.parse().unwrap()))
+            .unwrap_or_else(|| panic!("no {prefix:?} line\n{out}"))
+    };
+    for (what, _, _) in INTERPRETER_CHECKS {
+        assert_eq!(calls(what), 0, "{what}: the program ran at CPL 0\n{out}");
+    }
+    assert!(calls("restored") > 0, "not at CPL 0 once restored\n{out}");
+    let notices = console.section("notices-begin", "notices-end");
+    assert_eq!(
+        notices
+            .matches("hello-musl-dyn runs at CPL 3: its ELF interpreter, or a directory above it")
+            .count(),
+        INTERPRETER_CHECKS.len(),
+        "{notices}"
+    );
 }

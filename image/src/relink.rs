@@ -1,6 +1,8 @@
-//! `--relink`: replaces each static x86-64 program in the tree by its lupine-relink'ed version.
-//! What the relinker refuses (dynamic, Go, already relinked, not a program...) is skipped with a
-//! note: the program still runs, only without the KML fast path.
+//! `--relink`: replaces each x86-64 ELF file of the tree that has syscall sites (static and
+//! dynamically linked programs, shared libraries, the dynamic linker) by its lupine-relink'ed
+//! version. What the relinker refuses (Go, already relinked, text relocations, not a program
+//! or shared object...) or what has no syscall site is left as it is, with a note: it still
+//! runs, only without the KML fast path.
 
 use std::collections::HashSet;
 use std::rc::Rc;
@@ -62,6 +64,15 @@ pub fn relink_tree(tree: &mut Tree, skip: &[&str], verbose: bool) -> Summary {
             continue;
         }
         match lupine_relink::relink_bytes(&path, &path, &data) {
+            Ok(r) if r.report.counts.sites == 0 => {
+                if verbose {
+                    eprintln!("lupine-image: left {path} as it is: no syscall sites");
+                }
+                summary.skipped.push(Skipped {
+                    path,
+                    reason: "no syscall sites".into(),
+                });
+            }
             Ok(r) => {
                 let c = &r.report.counts;
                 if verbose {
@@ -81,7 +92,7 @@ pub fn relink_tree(tree: &mut Tree, skip: &[&str], verbose: bool) -> Summary {
             }
             Err(e) => {
                 let reason = match &e {
-                    RelinkError::Dynamic { .. } => "dynamically linked",
+                    RelinkError::TextRelocations { .. } => "text relocations",
                     RelinkError::AlreadyRelinked { .. } => "already relinked",
                     RelinkError::Go { .. } => "Go program",
                     RelinkError::NotProgram { .. } => "not a program",

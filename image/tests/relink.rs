@@ -1,4 +1,5 @@
-//! `--relink`: static musl programs are relinked (and still run), dynamic ones are skipped.
+//! `--relink`: static musl programs and shared libraries are relinked (and still run); a
+//! dynamically linked program without syscall sites of its own is left as it is.
 
 mod support;
 
@@ -35,11 +36,14 @@ fn compile(dir: &Path, cc: &str, flags: &[&str], out: &str) -> Vec<u8> {
 }
 
 #[test]
-fn relinks_static_programs_and_skips_dynamic_ones() {
+fn relinks_programs_and_libraries_and_leaves_what_has_no_syscall() {
     let d = scratch("relink");
     let stat = compile(&d, "musl-gcc", &["-static"], "hello-static");
-    let dynm = compile(&d, "gcc", &[], "hello-dyn");
+    let dynm = compile(&d, "musl-gcc", &[], "hello-dyn");
+    let libc = fs::read("/usr/lib/x86_64-linux-musl/libc.so").unwrap();
     let layer = LayerTar::new()
+        .dir("lib", 0o755)
+        .file("lib/ld-musl-x86_64.so.1", &libc, 0o755)
         .dir("bin", 0o755)
         .owned("bin/hello", &stat, 0o4750, 0, 33)
         .hardlink("bin/hello-again", "bin/hello")
@@ -56,16 +60,17 @@ fn relinks_static_programs_and_skips_dynamic_ones() {
     o.report = Some(d.join("report.json"));
     let built = lupine_image::build(&o).unwrap();
     let s = built.relink.unwrap();
-    assert_eq!(s.relinked.len(), 1, "{s:?}");
-    assert_eq!(s.relinked[0].path, "/bin/hello");
-    assert!(s.relinked[0].rewritten > 0);
+    let mut relinked: Vec<&str> = s.relinked.iter().map(|r| r.path.as_str()).collect();
+    relinked.sort();
+    assert_eq!(
+        relinked,
+        ["/bin/hello", "/lib/ld-musl-x86_64.so.1"],
+        "{s:?}"
+    );
+    assert!(s.relinked.iter().all(|r| r.rewritten > 0));
     assert_eq!(s.skipped.len(), 1, "{s:?}");
     assert_eq!(s.skipped[0].path, "/bin/dyn");
-    assert!(
-        s.skipped[0].reason.contains("dynamically linked"),
-        "{}",
-        s.skipped[0].reason
-    );
+    assert_eq!(s.skipped[0].reason, "no syscall sites");
     let report: serde_json::Value =
         serde_json::from_slice(&fs::read(d.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["relinked"][0]["path"], "/bin/hello");
@@ -101,6 +106,23 @@ fn relinks_static_programs_and_skips_dynamic_ones() {
     assert_eq!(
         String::from_utf8_lossy(&run.stdout),
         "hello from pid 1 argc 2\n"
+    );
+    // The dynamic program, through the image's relinked musl dynamic linker.
+    let ld = d.join("ld-musl");
+    let st = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("dump /lib/ld-musl-x86_64.so.1 {}", ld.display()))
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    assert_ne!(fs::read(&ld).unwrap(), libc);
+    fs::set_permissions(&ld, fs::Permissions::from_mode(0o755)).unwrap();
+    let run = Command::new(&ld).arg(d.join("hello-dyn")).output().unwrap();
+    assert_eq!(run.status.code(), Some(7));
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "hello from pid 1 argc 1\n"
     );
     fs::remove_dir_all(&d).unwrap();
 }

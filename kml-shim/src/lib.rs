@@ -67,6 +67,40 @@
 //! below the caller's `rsp` (below the 128-byte red zone), and the entry itself must preserve
 //! rflags and every register but rax, rcx and r11, as a `syscall` does.
 //!
+//! # Shared objects: the probing trampoline and [`probe`]
+//!
+//! A shared library never sees the aux vector: the kernel hands it to the program's (or the
+//! dynamic linker's) entry point, and the library is loaded later, perhaps by a program that
+//! was not relinked. Its slot therefore starts at [`SLOT_UNKNOWN`] (1: not a code address), and
+//! its trampolines ask the kernel the first time they run:
+//!
+//! ```text
+//! tramp:  <before...>
+//! .check: mov   rcx, [rip+slot]
+//!         jrcxz .real                   ; 0: no KML entry
+//!         lea   rcx, [rcx-1]            ; lea and jrcxz leave the flags alone
+//!         jrcxz .probe                  ; 1: not known yet
+//!         lea   rsp, [rsp-128]
+//!         call  [rip+slot]              ; KML entry
+//!         lea   rsp, [rsp+128]
+//!         jmp   .after
+//! .probe: lea   rsp, [rsp-128]
+//!         call  probe                   ; stores the entry or 0; preserves everything
+//!         lea   rsp, [rsp+128]
+//!         jmp   .check
+//! .real:  syscall
+//! .after: <after...>
+//!         jmp   resume
+//! ```
+//!
+//! The probe (one per library) calls `prctl(PR_GET_AUXV)` with a real `syscall`, reads
+//! `AT_SYSINFO` from the copy of the aux vector the kernel returns, and stores it in the slot,
+//! or 0 when the kernel fails the call (a kernel without `PR_GET_AUXV`: Linux before 6.4
+//! without the KML series) or gives no `AT_SYSINFO` (no KML, or a process at CPL 3). It
+//! needs nothing but the stack: no relocation, no TLS, no C library, no `/proc`, so it works in
+//! the dynamic linker before it has relocated itself and in a PID 1 before any mount. Threads
+//! that race store the same value.
+
 //! # Cancellation points ([`cancel_point`])
 //!
 //! A C library's cancellation point is copied whole instead, with the KML call inside the
@@ -95,6 +129,14 @@ pub const JMP_REL32_LEN: usize = 5;
 pub const SYSCALL: [u8; 2] = [0x0f, 0x05];
 /// The `int3` instruction, used to fill the rest of a patched window.
 pub const INT3: u8 = 0xcc;
+/// A shared object's slot before its first system call has asked the kernel.
+pub const SLOT_UNKNOWN: u64 = 1;
+/// `prctl` option that copies the aux vector (Linux 6.4; 6.1 with the KML series).
+pub const PR_GET_AUXV: u32 = 0x4155_5856;
+const SYS_PRCTL: u32 = 157;
+/// Stack bytes the probe reads the aux vector into: 6.1's whole `saved_auxv` is 416 bytes on
+/// x86-64, and the kernel puts `AT_SYSINFO` first.
+const AUXV_BUF: i32 = 512;
 
 /// Why code could not be generated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,9 +191,14 @@ pub struct Trampoline {
     pub bytes: Vec<u8>,
     /// Offset of the real-path `syscall` (`0f 05`) in `bytes`.
     pub syscall_offset: usize,
-    /// Offset of each instruction in `bytes`: the `before` ones, then `mov rcx`, `jrcxz`,
-    /// `lea`, `call`, `lea`, `jmp`, `syscall`, then the `after` ones, then the final `jmp`.
+    /// Offset of each instruction in `bytes`: the `before` ones, then the trampoline's own
+    /// (indices `own`), then the `after` ones, then the final `jmp`.
     pub instruction_offsets: Vec<usize>,
+    /// Indices of the trampoline's own instructions, from `mov rcx` to the `syscall`.
+    pub own: std::ops::Range<usize>,
+    /// Indices of the instructions that run with `rsp` 128 bytes lower (the `call`s and the
+    /// `lea` after each).
+    pub lowered: Vec<usize>,
 }
 
 /// Whether iced-x86 and the trampoline shape allow `instr` to be displaced into a trampoline.
@@ -266,32 +313,54 @@ fn rip_rel(target: u64) -> MemoryOperand {
 
 /// Generates the trampoline of one site, to be placed at `tramp_addr` (see the crate
 /// documentation for its exact code). `slot_addr` is the slot, `resume_addr` the first byte
-/// after the patched window.
+/// after the patched window; `probe` is the address of the [`probe`] routine for a shared
+/// object's probing trampoline, `None` for a program's (whose entry stub sets the slot).
 pub fn trampoline(
     tramp_addr: u64,
     site: &Site,
     slot_addr: u64,
     resume_addr: u64,
+    probe: Option<u64>,
 ) -> Result<Trampoline, ShimError> {
     for i in site.before.iter().chain(site.after.iter()) {
         check_relocatable(i).map_err(|reason| ShimError::NotRelocatable { ip: i.ip(), reason })?;
     }
     let e = enc(tramp_addr);
     let mut a = CodeAssembler::new(64).map_err(&e)?;
+    let mut check = a.create_label();
     let mut real = a.create_label();
     let mut after = a.create_label();
+    let mut probe_path = a.create_label();
     for i in &site.before {
         a.add_instruction(displaced(i)).map_err(&e)?;
     }
+    a.set_label(&mut check).map_err(&e)?;
     a.add_instruction(
         Instruction::with2(Code::Mov_r64_rm64, Register::RCX, rip_rel(slot_addr)).map_err(&e)?,
     )
     .map_err(&e)?;
     a.jrcxz(real).map_err(&e)?;
+    if probe.is_some() {
+        a.lea(rcx, qword_ptr(rcx - 1)).map_err(&e)?;
+        a.jrcxz(probe_path).map_err(&e)?;
+    }
     a.lea(rsp, qword_ptr(rsp - RED_ZONE as i32)).map_err(&e)?;
-    a.call(rcx).map_err(&e)?;
+    if probe.is_some() {
+        a.add_instruction(Instruction::with1(Code::Call_rm64, rip_rel(slot_addr)).map_err(&e)?)
+            .map_err(&e)?;
+    } else {
+        a.call(rcx).map_err(&e)?;
+    }
     a.lea(rsp, qword_ptr(rsp + RED_ZONE as i32)).map_err(&e)?;
     a.jmp(after).map_err(&e)?;
+    if let Some(p) = probe {
+        a.set_label(&mut probe_path).map_err(&e)?;
+        a.lea(rsp, qword_ptr(rsp - RED_ZONE as i32)).map_err(&e)?;
+        a.add_instruction(Instruction::with_branch(Code::Call_rel32_64, p).map_err(&e)?)
+            .map_err(&e)?;
+        a.lea(rsp, qword_ptr(rsp + RED_ZONE as i32)).map_err(&e)?;
+        a.jmp(check).map_err(&e)?;
+    }
     a.set_label(&mut real).map_err(&e)?;
     a.syscall().map_err(&e)?;
     a.set_label(&mut after).map_err(&e)?;
@@ -310,88 +379,230 @@ pub fn trampoline(
     let bytes = res.inner.code_buffer;
     let syscall_offset = usize::try_from(syscall_ip.wrapping_sub(tramp_addr))
         .map_err(|_| ShimError::Internal("syscall offset"))?;
-    let instruction_offsets = verify_trampoline(
-        tramp_addr,
-        &bytes,
-        site,
+    let shape = Shape {
+        at: tramp_addr,
         slot_addr,
         resume_addr,
-        syscall_offset,
-    )?;
+        probe,
+    };
+    let instruction_offsets = shape.verify(&bytes, site, syscall_offset)?;
+    let nb = site.before.len();
+    let own = nb..nb + shape.own_len();
+    let lowered = match probe {
+        None => vec![nb + 3, nb + 4],
+        Some(_) => vec![nb + 5, nb + 6, nb + 9, nb + 10],
+    };
     Ok(Trampoline {
         bytes,
         syscall_offset,
         instruction_offsets,
+        own,
+        lowered,
     })
 }
 
-/// Decodes a generated trampoline and checks it is exactly the documented shape. The block
-/// encoder silently rewrites what does not fit (a far branch becomes `jmp [rip+x]` through an
-/// absolute address, a far RIP-relative operand becomes EIP-relative), neither of which is
-/// position independent: such output is refused here.
-fn verify_trampoline(
+/// What a generated trampoline must be.
+struct Shape {
     at: u64,
-    bytes: &[u8],
-    site: &Site,
     slot_addr: u64,
     resume_addr: u64,
-    syscall_offset: usize,
-) -> Result<Vec<usize>, ShimError> {
-    let bad = |why: &'static str| ShimError::Encode {
-        at,
-        reason: format!("generated trampoline is not position independent or not in shape: {why}"),
-    };
-    let got = decode_generated(at, bytes).ok_or_else(|| bad("undecodable output"))?;
-    let nb = site.before.len();
-    let na = site.after.len();
-    if got.len() != nb + na + 8 {
-        return Err(bad("unexpected instruction count (a target out of range?)"));
+    probe: Option<u64>,
+}
+
+impl Shape {
+    /// The number of the trampoline's own instructions, up to and including the `syscall`.
+    fn own_len(&self) -> usize {
+        if self.probe.is_some() {
+            13
+        } else {
+            7
+        }
     }
-    let same = |orig: &Instruction, new: &Instruction| -> bool {
-        if orig.code() != new.code() || new.memory_base() == Register::EIP {
+
+    /// Decodes a generated trampoline and checks it is exactly the documented shape. The block
+    /// encoder silently rewrites what does not fit (a far branch becomes `jmp [rip+x]` through
+    /// an absolute address, a far RIP-relative operand becomes EIP-relative), neither of which
+    /// is position independent: such output is refused here.
+    fn verify(
+        &self,
+        bytes: &[u8],
+        site: &Site,
+        syscall_offset: usize,
+    ) -> Result<Vec<usize>, ShimError> {
+        let at = self.at;
+        let bad = |why: &'static str| ShimError::Encode {
+            at,
+            reason: format!(
+                "generated trampoline is not position independent or not in shape: {why}"
+            ),
+        };
+        let got = decode_generated(at, bytes).ok_or_else(|| bad("undecodable output"))?;
+        let nb = site.before.len();
+        let na = site.after.len();
+        let own = self.own_len();
+        if got.len() != nb + own + na + 1 {
+            return Err(bad("unexpected instruction count (a target out of range?)"));
+        }
+        let same = |orig: &Instruction, new: &Instruction| -> bool {
+            if orig.code() != new.code() || new.memory_base() == Register::EIP {
+                return false;
+            }
+            if orig.is_ip_rel_memory_operand() {
+                new.is_ip_rel_memory_operand()
+                    && new.ip_rel_memory_address() == orig.ip_rel_memory_address()
+            } else {
+                new.is_ip_rel_memory_operand() == orig.is_ip_rel_memory_operand()
+            }
+        };
+        let displaced_ok = site.before.iter().zip(&got[..nb]).all(|(o, n)| same(o, n))
+            && site
+                .after
+                .iter()
+                .zip(&got[nb + own..nb + own + na])
+                .all(|(o, n)| same(o, n));
+        if !displaced_ok {
+            return Err(bad("a displaced instruction changed"));
+        }
+        let c = &got[nb..nb + own];
+        let sys = &c[own - 1];
+        let tail = &got[nb + own + na];
+        let ok = self.own_ok(c)
+            && sys.code() == Code::Syscall
+            && sys.ip() == at.wrapping_add(syscall_offset as u64)
+            && c[1].code() == Code::Jrcxz_rel8_64
+            && c[1].near_branch_target() == sys.ip()
+            && matches!(tail.code(), Code::Jmp_rel32_64 | Code::Jmp_rel8_64)
+            && tail.near_branch_target() == self.resume_addr;
+        if !ok {
+            return Err(bad("the trampoline body is not the documented sequence"));
+        }
+        Ok(got
+            .iter()
+            .map(|i| i.ip().wrapping_sub(at) as usize)
+            .collect())
+    }
+
+    /// The trampoline's own instructions `c` (from `mov rcx` to `syscall`) are as documented.
+    fn own_ok(&self, c: &[Instruction]) -> bool {
+        let slot_load = |i: &Instruction, code: Code| {
+            i.code() == code
+                && i.memory_base() == Register::RIP
+                && i.ip_rel_memory_address() == self.slot_addr
+        };
+        let lea_rsp = |i: &Instruction, d: i64| {
+            i.code() == Code::Lea_r64_m
+                && i.op0_register() == Register::RSP
+                && i.memory_base() == Register::RSP
+                && i.memory_displacement64() as i64 == d
+        };
+        let sys_next = c[c.len() - 1].next_ip();
+        if !slot_load(&c[0], Code::Mov_r64_rm64) || c[0].op0_register() != Register::RCX {
             return false;
         }
-        if orig.is_ip_rel_memory_operand() {
-            new.is_ip_rel_memory_operand()
-                && new.ip_rel_memory_address() == orig.ip_rel_memory_address()
-        } else {
-            new.is_ip_rel_memory_operand() == orig.is_ip_rel_memory_operand()
-        }
-    };
-    for (o, n) in site.before.iter().zip(&got[..nb]) {
-        if !same(o, n) {
-            return Err(bad("a displaced instruction changed"));
+        match self.probe {
+            None => {
+                lea_rsp(&c[2], -RED_ZONE)
+                    && c[3].code() == Code::Call_rm64
+                    && c[3].op0_register() == Register::RCX
+                    && lea_rsp(&c[4], RED_ZONE)
+                    && matches!(c[5].code(), Code::Jmp_rel8_64 | Code::Jmp_rel32_64)
+                    && c[5].near_branch_target() == sys_next
+            }
+            Some(p) => {
+                c[2].code() == Code::Lea_r64_m
+                    && c[2].op0_register() == Register::RCX
+                    && c[2].memory_base() == Register::RCX
+                    && c[2].memory_displacement64() as i64 == -1
+                    && c[3].code() == Code::Jrcxz_rel8_64
+                    && c[3].near_branch_target() == c[8].ip()
+                    && lea_rsp(&c[4], -RED_ZONE)
+                    && slot_load(&c[5], Code::Call_rm64)
+                    && lea_rsp(&c[6], RED_ZONE)
+                    && matches!(c[7].code(), Code::Jmp_rel8_64 | Code::Jmp_rel32_64)
+                    && c[7].near_branch_target() == sys_next
+                    && lea_rsp(&c[8], -RED_ZONE)
+                    && c[9].code() == Code::Call_rel32_64
+                    && c[9].near_branch_target() == p
+                    && lea_rsp(&c[10], RED_ZONE)
+                    && matches!(c[11].code(), Code::Jmp_rel8_64 | Code::Jmp_rel32_64)
+                    && c[11].near_branch_target() == c[0].ip()
+            }
         }
     }
-    for (o, n) in site.after.iter().zip(&got[nb + 7..nb + 7 + na]) {
-        if !same(o, n) {
-            return Err(bad("a displaced instruction changed"));
-        }
+}
+
+/// Generates the probe routine of a shared object, to be placed at `at`, for the slot at
+/// `slot_addr` (see the crate documentation). Called with `call`; preserves every register
+/// and the flags, and writes only below `rsp`.
+pub fn probe(at: u64, slot_addr: u64) -> Result<Vec<u8>, ShimError> {
+    probe_for(at, slot_addr, AT_SYSINFO)
+}
+
+/// [`probe`], reading the aux vector entry `aux_type` (tests read one the host has).
+pub(crate) fn probe_for(at: u64, slot_addr: u64, aux_type: u64) -> Result<Vec<u8>, ShimError> {
+    const SAVED: [AsmRegister64; 8] = [rax, rcx, rdx, rsi, rdi, r8, r10, r11];
+    let e = enc(at);
+    let mut a = CodeAssembler::new(64).map_err(&e)?;
+    let mut next = a.create_label();
+    let mut store = a.create_label();
+    a.pushfq().map_err(&e)?;
+    for r in SAVED {
+        a.push(r).map_err(&e)?;
     }
-    let c = &got[nb..nb + 7];
-    let ok = c[0].code() == Code::Mov_r64_rm64
-        && c[0].memory_base() == Register::RIP
-        && c[0].ip_rel_memory_address() == slot_addr
-        && c[1].code() == Code::Jrcxz_rel8_64
-        && c[1].near_branch_target() == c[6].ip()
-        && c[2].code() == Code::Lea_r64_m
-        && c[3].code() == Code::Call_rm64
-        && c[4].code() == Code::Lea_r64_m
-        && matches!(c[5].code(), Code::Jmp_rel8_64 | Code::Jmp_rel32_64)
-        && c[5].near_branch_target() == c[6].next_ip()
-        && c[6].code() == Code::Syscall
-        && c[6].ip() == at.wrapping_add(syscall_offset as u64);
-    let tail = &got[nb + 7 + na];
-    let ok = ok
-        && matches!(tail.code(), Code::Jmp_rel32_64 | Code::Jmp_rel8_64)
-        && tail.near_branch_target() == resume_addr;
-    if !ok {
-        return Err(bad("the trampoline body is not the documented sequence"));
+    a.lea(rsp, qword_ptr(rsp - AUXV_BUF)).map_err(&e)?;
+    a.mov(eax, SYS_PRCTL).map_err(&e)?;
+    a.mov(edi, PR_GET_AUXV).map_err(&e)?;
+    a.mov(rsi, rsp).map_err(&e)?;
+    a.mov(edx, AUXV_BUF as u32).map_err(&e)?;
+    a.xor(r10d, r10d).map_err(&e)?;
+    a.xor(r8d, r8d).map_err(&e)?;
+    a.syscall().map_err(&e)?;
+    a.xor(ecx, ecx).map_err(&e)?;
+    a.test(rax, rax).map_err(&e)?;
+    a.jle(store).map_err(&e)?; // an error: no PR_GET_AUXV
+    a.mov(edx, AUXV_BUF as u32).map_err(&e)?;
+    a.cmp(rax, rdx).map_err(&e)?;
+    a.cmova(rax, rdx).map_err(&e)?;
+    a.lea(rdx, qword_ptr(rsp + rax)).map_err(&e)?; // the end of what was copied
+    a.mov(rsi, rsp).map_err(&e)?;
+    a.set_label(&mut next).map_err(&e)?;
+    a.lea(rax, qword_ptr(rsi + 16)).map_err(&e)?;
+    a.cmp(rax, rdx).map_err(&e)?;
+    a.ja(store).map_err(&e)?;
+    a.mov(rax, qword_ptr(rsi)).map_err(&e)?;
+    a.test(rax, rax).map_err(&e)?;
+    a.jz(store).map_err(&e)?; // AT_NULL
+    a.add(rsi, 16).map_err(&e)?;
+    a.cmp(rax, aux_type as i32).map_err(&e)?;
+    a.jne(next).map_err(&e)?;
+    a.mov(rcx, qword_ptr(rsi - 8)).map_err(&e)?;
+    a.cmp(rcx, SLOT_UNKNOWN as i32).map_err(&e)?;
+    a.jne(store).map_err(&e)?;
+    a.xor(ecx, ecx).map_err(&e)?; // 1 is no code address: never store it
+    a.set_label(&mut store).map_err(&e)?;
+    a.add_instruction(
+        Instruction::with2(Code::Mov_rm64_r64, rip_rel(slot_addr), Register::RCX).map_err(&e)?,
+    )
+    .map_err(&e)?;
+    a.lea(rsp, qword_ptr(rsp + AUXV_BUF)).map_err(&e)?;
+    for r in SAVED.iter().rev() {
+        a.pop(*r).map_err(&e)?;
     }
-    Ok(got
+    a.popfq().map_err(&e)?;
+    a.ret().map_err(&e)?;
+    let bytes = a.assemble(at).map_err(&e)?;
+    let stores = decode_generated(at, &bytes)
+        .ok_or(ShimError::Internal("undecodable probe"))?
         .iter()
-        .map(|i| i.ip().wrapping_sub(at) as usize)
-        .collect())
+        .filter(|i| i.memory_base() == Register::RIP && i.ip_rel_memory_address() == slot_addr)
+        .count();
+    if stores != 1 {
+        return Err(ShimError::Encode {
+            at,
+            reason: "the slot is out of the ±2 GiB range of the probe".into(),
+        });
+    }
+    Ok(bytes)
 }
 
 /// The instructions of generated code at `at`, or `None` when any is undecodable or

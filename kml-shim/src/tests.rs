@@ -99,7 +99,7 @@ fn site_from(bytes: &[u8], ip: u64) -> Vec<Instruction> {
 
 #[test]
 fn trampoline_shape_without_displaced_code() {
-    let t = trampoline(0x80_0000, &Site::default(), 0x7f_f000, 0x40_1007).unwrap();
+    let t = trampoline(0x80_0000, &Site::default(), 0x7f_f000, 0x40_1007, None).unwrap();
     let ins = decode(&t.bytes, 0x80_0000);
     use Mnemonic::*;
     assert_eq!(
@@ -128,7 +128,7 @@ fn trampoline_replays_displaced_code_and_relocates_rip_relative() {
     assert_eq!(target, 0x40_1007 + 7 + 0x100);
     let site = Site { before, after };
     let base = 0x50_0000;
-    let t = trampoline(base, &site, 0x4f_f000, 0x40_100e).unwrap();
+    let t = trampoline(base, &site, 0x4f_f000, 0x40_100e, None).unwrap();
     let ins = decode(&t.bytes, base);
     use Mnemonic::*;
     assert_eq!(
@@ -150,7 +150,7 @@ fn trampoline_refuses_control_flow_and_syscalls() {
         after: ret,
     };
     assert!(matches!(
-        trampoline(0x2000, &site, 0x3000, 0x1001),
+        trampoline(0x2000, &site, 0x3000, 0x1001, None),
         Err(ShimError::NotRelocatable { ip: 0x1000, .. })
     ));
     let sc = site_from(&[0x0f, 0x05], 0x1000);
@@ -172,11 +172,18 @@ fn out_of_range_targets_are_errors_not_panics() {
         after: vec![],
     };
     assert!(matches!(
-        trampoline(0x1_0000_0000, &site, 0x1_0000_1000, 0x40_0010),
+        trampoline(0x1_0000_0000, &site, 0x1_0000_1000, 0x40_0010, None),
         Err(ShimError::Encode { .. })
     ));
-    assert!(trampoline(0x1_0000_0000, &Site::default(), 0x10, 0x40_0010).is_err());
-    assert!(trampoline(0x1_0000_0000, &Site::default(), 0x1_0000_1000, 0x40_0010).is_err());
+    assert!(trampoline(0x1_0000_0000, &Site::default(), 0x10, 0x40_0010, None).is_err());
+    assert!(trampoline(
+        0x1_0000_0000,
+        &Site::default(),
+        0x1_0000_1000,
+        0x40_0010,
+        None
+    )
+    .is_err());
     assert!(entry_stub(0x1_0000_0000, 0x1_0000_1000, 0x1000).is_err());
 }
 
@@ -193,8 +200,8 @@ fn jmp_rel32_encoding_and_range() {
 
 #[test]
 fn deterministic() {
-    let a = trampoline(0x9000, &Site::default(), 0x8000, 0x1234).unwrap();
-    let b = trampoline(0x9000, &Site::default(), 0x8000, 0x1234).unwrap();
+    let a = trampoline(0x9000, &Site::default(), 0x8000, 0x1234, None).unwrap();
+    let b = trampoline(0x9000, &Site::default(), 0x8000, 0x1234, None).unwrap();
     assert_eq!(a, b);
     assert_eq!(
         entry_stub(1 << 20, 1 << 19, 0x1000).unwrap(),
@@ -371,6 +378,77 @@ fn stand_in_entry(entry_at: u64, counter: u64) -> Vec<u8> {
     e.assemble(entry_at).unwrap()
 }
 
+/// A function with one relinked site, loaded in [`Pages`]: see [`function_under_test`].
+struct Relinked {
+    pages: Pages,
+    slot: u64,
+    counter: u64,
+    out: u64,
+    entry_at: u64,
+}
+
+impl Relinked {
+    /// The function at the start of the code page, its trampoline at 0x800 (probing when
+    /// `probe_aux` names the aux vector entry its probe at 0xe00 reads), a stand-in KML entry
+    /// at 0xc00; data: slot, call counter, the site's output.
+    fn new(probe_aux: Option<u64>) -> Relinked {
+        let pages = Pages::new();
+        let (code, data) = (pages.code(), pages.data());
+        let (slot, counter, out) = (data, data + 8, data + 16);
+        let (tramp_at, entry_at, probe_at) = (code + 0x800, code + 0xc00, code + 0xe00);
+        let (mut func, site, resume_ip) = function_under_test(code, out);
+        let window = &func[(site - code) as usize..(resume_ip - code) as usize];
+        let ins = decode(window, site);
+        assert_eq!(
+            mnemonics(&ins),
+            [Mnemonic::Mov, Mnemonic::Syscall, Mnemonic::Mov]
+        );
+        let site_info = Site {
+            before: vec![ins[0]],
+            after: vec![ins[2]],
+        };
+        let probe = probe_aux.map(|_| probe_at);
+        let t = trampoline(tramp_at, &site_info, slot, resume_ip, probe).unwrap();
+        let w = &mut func[(site - code) as usize..(resume_ip - code) as usize];
+        w.fill(INT3);
+        w[..5].copy_from_slice(&jmp_rel32(site, tramp_at).unwrap());
+        let entry = stand_in_entry(entry_at, counter);
+        let probe_code = match probe_aux {
+            Some(aux) => probe_for(probe_at, slot, aux).unwrap(),
+            None => Vec::new(),
+        };
+        pages.load(&[
+            (0, &func),
+            (0x800, &t.bytes),
+            (0xc00, &entry),
+            (0xe00, &probe_code),
+        ]);
+        Relinked {
+            pages,
+            slot,
+            counter,
+            out,
+            entry_at,
+        }
+    }
+
+    /// Runs the function with the slot at `slot` (`None`: as it is); returns its verdict (0:
+    /// registers, red zone, CF and the displaced store all held) after checking that the
+    /// site's `getpid` returned this process's.
+    fn run(&self, slot: Option<u64>) -> u64 {
+        if let Some(v) = slot {
+            write(self.slot, v);
+        }
+        write(self.out, 0);
+        // SAFETY: the function follows the System V ABI (callee-saved registers restored).
+        let f: extern "sysv64" fn() -> u64 =
+            unsafe { std::mem::transmute(self.pages.code() as usize) };
+        let verdict = f();
+        assert_eq!(read(self.out), std::process::id() as u64);
+        verdict
+    }
+}
+
 /// Runs a trampoline for real, in this process: a hand-written function puts canaries in its
 /// red zone and known values in every register, sets CF, and makes `getpid` through a patched
 /// site; the check after the site fails unless only rax, rcx and r11 changed, the red zone and
@@ -379,61 +457,90 @@ fn stand_in_entry(entry_at: u64, counter: u64) -> Vec<u8> {
 /// like the kernel's, clobbers the 16 bytes below its own stack pointer.
 #[test]
 fn trampoline_runs_both_paths_preserving_registers_red_zone_and_flags() {
-    let pages = Pages::new();
-    let code = pages.code();
-    let data = pages.data();
-    let slot = data;
-    let counter = data + 8;
-    let out = data + 16;
-    let tramp_at = code + 0x800;
-    let entry_at = code + 0xc00;
-    let (mut func, site, resume_ip) = function_under_test(code, out);
-
-    // Relink the site: displaced instructions, trampoline, jmp rel32 + int3.
-    let window = &func[(site - code) as usize..(resume_ip - code) as usize];
-    let ins = decode(window, site);
+    let r = Relinked::new(None);
     assert_eq!(
-        mnemonics(&ins),
-        [Mnemonic::Mov, Mnemonic::Syscall, Mnemonic::Mov]
-    );
-    let t = trampoline(
-        tramp_at,
-        &Site {
-            before: vec![ins[0]],
-            after: vec![ins[2]],
-        },
-        slot,
-        resume_ip,
-    )
-    .unwrap();
-    let w = &mut func[(site - code) as usize..(resume_ip - code) as usize];
-    w.fill(INT3);
-    w[..5].copy_from_slice(&jmp_rel32(site, tramp_at).unwrap());
-
-    let entry = stand_in_entry(entry_at, counter);
-    pages.load(&[(0, &func), (0x800, &t.bytes), (0xc00, &entry)]);
-    // SAFETY: the function follows the System V ABI (callee-saved registers restored).
-    let run: extern "sysv64" fn() -> u64 = unsafe { std::mem::transmute(code as usize) };
-    let pid = std::process::id() as u64;
-
-    write(slot, 0);
-    assert_eq!(
-        run(),
+        r.run(Some(0)),
         0,
         "real path: a register, the red zone or CF changed"
     );
-    assert_eq!(read(out), pid);
-    assert_eq!(read(counter), 0);
-
-    write(out, 0);
-    write(slot, entry_at);
+    assert_eq!(read(r.counter), 0);
     assert_eq!(
-        run(),
+        r.run(Some(r.entry_at)),
         0,
         "call path: a register, the red zone or CF changed"
     );
-    assert_eq!(read(out), pid);
-    assert_eq!(read(counter), 1);
+    assert_eq!(read(r.counter), 1);
+}
+
+/// The probing trampoline of a shared object: from the unknown slot, the first call runs the
+/// probe (`prctl(PR_GET_AUXV)` on this host, which publishes no `AT_SYSINFO`), which stores 0,
+/// and is then made with the real `syscall`; everything the site's checks look at survives
+/// the probe. A known entry is called, and 0 means the real path.
+#[test]
+fn probing_trampoline_asks_once_then_takes_the_known_path() {
+    let r = Relinked::new(Some(AT_SYSINFO));
+    assert_eq!(
+        r.run(Some(SLOT_UNKNOWN)),
+        0,
+        "probe path: a register, the red zone or CF changed"
+    );
+    assert_eq!(read(r.slot), 0, "this host publishes no AT_SYSINFO");
+    assert_eq!(read(r.counter), 0);
+    assert_eq!(r.run(None), 0);
+    assert_eq!(
+        r.run(Some(r.entry_at)),
+        0,
+        "call path: a register, the red zone or CF changed"
+    );
+    assert_eq!(read(r.counter), 1);
+    assert_eq!(read(r.slot), r.entry_at);
+}
+
+/// The probe, called alone, finds an entry that the host's aux vector has (`AT_PAGESZ`) and
+/// stores its value.
+#[test]
+fn probe_stores_the_aux_vector_entry() {
+    let r = Relinked::new(Some(6));
+    write(r.slot, SLOT_UNKNOWN);
+    // SAFETY: the probe preserves every register and returns with `ret`.
+    let probe: extern "sysv64" fn() =
+        unsafe { std::mem::transmute(r.pages.code() as usize + 0xe00) };
+    probe();
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    assert_eq!(read(r.slot), page);
+}
+
+#[test]
+fn probing_trampoline_shape() {
+    let t = trampoline(
+        0x80_0000,
+        &Site::default(),
+        0x7f_f000,
+        0x40_1007,
+        Some(0x80_1000),
+    )
+    .unwrap();
+    assert_eq!(t.own, 0..13);
+    assert_eq!(t.lowered, [5, 6, 9, 10]);
+    let ins = decode(&t.bytes, 0x80_0000);
+    assert_eq!(ins[12].code(), Code::Syscall);
+    assert_eq!(ins[9].near_branch_target(), 0x80_1000);
+    assert_eq!(
+        ins[11].near_branch_target(),
+        0x80_0000,
+        "back to the slot test"
+    );
+    assert_eq!(&t.bytes[t.syscall_offset..t.syscall_offset + 2], &SYSCALL);
+    // Out of range of the probe: an error, not a panic or an absolute jump.
+    assert!(trampoline(
+        0x1_0000_0000,
+        &Site::default(),
+        0x1_0000_1000,
+        0x40,
+        Some(0x10)
+    )
+    .is_err());
 }
 
 /// Registers the entry stub test sets before the stub and checks at the original entry.
@@ -579,7 +686,7 @@ fn musl_cancel_body(at: u64) -> Vec<Instruction> {
 fn a_cancellation_point_copy_has_both_calls_in_its_range() {
     let (orig, at, slot) = (0x40_1000u64, 0x50_0000u64, 0x4f_f000u64);
     let body = musl_cancel_body(orig);
-    let c = cancel_point(at, &body, slot, orig + 41).unwrap();
+    let c = cancel_point(at, &body, slot, orig + 41, None).unwrap();
     let end = at + c.end_offset as u64;
     // The real path's syscall ends the range, and the KML path pushes that same end.
     assert_eq!(c.syscall_offset + 2, c.end_offset);
@@ -600,7 +707,27 @@ fn a_cancellation_point_copy_has_both_calls_in_its_range() {
     let mut with_call = body.clone();
     with_call[3] = Instruction::with_branch(Code::Call_rel32_64, 0x40_2000).unwrap();
     assert!(matches!(
-        cancel_point(at, &with_call, slot, orig + 41),
+        cancel_point(at, &with_call, slot, orig + 41, None),
         Err(ShimError::NotRelocatable { .. })
     ));
+}
+
+#[test]
+fn a_probing_cancellation_point_asks_before_its_range() {
+    let (orig, at, slot, probe) = (0x40_1000u64, 0x50_0000u64, 0x4f_f000u64, 0x50_1000u64);
+    let body = musl_cancel_body(orig);
+    let c = cancel_point(at, &body, slot, orig + 41, Some(probe)).unwrap();
+    let code: Vec<Instruction> = Decoder::with_ip(64, &c.bytes, at, DecoderOptions::NONE)
+        .into_iter()
+        .collect();
+    assert_eq!(code[0].code(), Code::Cmp_rm64_imm8);
+    assert_eq!(code[1].near_branch_target(), at + c.begin_offset as u64);
+    assert_eq!(code[2].near_branch_target(), probe);
+    assert_eq!(
+        code[3].ip(),
+        at + c.begin_offset as u64,
+        "the flag test begins the range"
+    );
+    assert_eq!(c.instruction_offsets.len(), 3 + body.len() + 7);
+    assert_eq!(c.syscall_offset + 2, c.end_offset);
 }

@@ -119,10 +119,41 @@ pub struct Rela {
 pub const R_X86_64_RELATIVE: u32 = E::R_X86_64_RELATIVE;
 pub const R_X86_64_IRELATIVE: u32 = E::R_X86_64_IRELATIVE;
 
+/// What the input is, for relinking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A static program (`ET_EXEC` or static-PIE): its entry stub reads `AT_SYSINFO`.
+    Static,
+    /// A dynamically linked program (`PT_INTERP`): its entry stub too, which the dynamic linker
+    /// jumps to with the stack the kernel built.
+    Dynamic { interpreter: String },
+    /// A shared object (a library, or the dynamic linker): it never sees the aux vector, so its
+    /// trampolines ask the kernel (`kml_shim::probe`).
+    Shared,
+}
+
+/// What `PT_DYNAMIC` says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DynamicInfo {
+    /// `DT_NEEDED`, in order.
+    pub needed: Vec<String>,
+    pub soname: Option<String>,
+    /// `DT_RUNPATH`, else `DT_RPATH`, split at `:`.
+    pub runpath: Vec<String>,
+    /// `DT_TEXTREL` or `DF_TEXTREL`: the loader writes into the code.
+    pub textrel: bool,
+    /// `DF_1_PIE`: a position-independent program.
+    pub pie: bool,
+}
+
 /// The parts of the input that the relinker uses.
 #[derive(Debug)]
 pub struct Elf<'a> {
     pub data: &'a [u8],
+    pub kind: Kind,
+    pub dynamic: DynamicInfo,
+    /// Functions and objects it takes from its libraries (undefined dynamic symbols).
+    pub imports: Vec<String>,
     pub e_type: u16,
     pub e_entry: u64,
     pub e_phoff: u64,
@@ -168,10 +199,13 @@ impl<'a> Elf<'a> {
             .map_err(|e| malformed(file, format!("ELF header: {e}")))?;
         let e_type = check_header(file, hdr)?;
         let phdrs = read_phdrs(file, hdr, data)?;
-        check_phdrs(file, data, &phdrs)?;
+        let interpreter = check_phdrs(file, data, &phdrs)?;
         let en = LE;
         let mut elf = Elf {
             data,
+            kind: Kind::Static,
+            dynamic: DynamicInfo::default(),
+            imports: Vec::new(),
             e_type,
             e_entry: hdr.e_entry(en),
             e_phoff: hdr.e_phoff(en),
@@ -185,25 +219,40 @@ impl<'a> Elf<'a> {
         };
         elf.read_sections(hdr)
             .map_err(|what| malformed(file, what))?;
+        elf.dynamic = elf.read_dynamic(file)?;
         elf.read_dynamic_relocations(file)?;
-        elf.check_entry(file)?;
+        elf.kind = elf.classify(interpreter);
+        if elf.dynamic.textrel {
+            return Err(Error::TextRelocations { file: file.into() });
+        }
+        if elf.kind != Kind::Shared {
+            elf.check_entry(file)?;
+        }
         Ok(elf)
     }
 
-    /// A static-PIE program is not a shared library, and every program starts in its code.
+    /// A shared object has a `DT_SONAME`, or is `ET_DYN` with a dynamic section, without an
+    /// interpreter and no PIE program (musl's `libc.so`, which is also its dynamic linker, has no `DT_SONAME`). A
+    /// wrong guess costs speed, never correctness: a program taken for a library asks the
+    /// kernel at its first system call, a library taken for a program uses real `syscall`s.
+    fn classify(&self, interpreter: Option<String>) -> Kind {
+        let d = &self.dynamic;
+        let has_dynamic = self.phdrs.iter().any(|p| p.p_type == PT_DYNAMIC);
+        let shared = d.soname.is_some()
+            || (self.e_type == E::ET_DYN
+                && has_dynamic
+                && interpreter.is_none()
+                && (!d.pie || !d.needed.is_empty() || self.e_entry == 0));
+        match interpreter {
+            _ if shared => Kind::Shared,
+            Some(interpreter) => Kind::Dynamic { interpreter },
+            None => Kind::Static,
+        }
+    }
+
+    /// Every program starts in its code.
     fn check_entry(&self, file: &str) -> Result<(), Error> {
         let e_entry = self.e_entry;
-        if self.e_type == E::ET_DYN {
-            self.check_not_shared_library(file)?;
-            if e_entry == 0 {
-                return Err(Error::NotProgram {
-                    file: file.into(),
-                    what:
-                        "is a shared library (ET_DYN without an entry point), not a static program"
-                            .into(),
-                });
-            }
-        }
         if !self.is_executable_vaddr(e_entry) {
             return Err(Error::NotProgram {
                 file: file.into(),
@@ -276,16 +325,21 @@ impl<'a> Elf<'a> {
                 }
             }
         }
-        let symtab = table
-            .symbols(en, data, E::SHT_SYMTAB)
-            .map_err(|e| format!("symbol table: {e}"))?;
-        {
+        // The dynamic symbols too: a stripped library has only those.
+        for kind in [E::SHT_SYMTAB, E::SHT_DYNSYM] {
+            let symtab = table
+                .symbols(en, data, kind)
+                .map_err(|e| format!("symbol table: {e}"))?;
             let strings = symtab.strings();
             for s in symtab.iter() {
                 let name = s
                     .name(en, strings)
                     .map(|n| String::from_utf8_lossy(n).into_owned())
                     .unwrap_or_default();
+                if kind == E::SHT_DYNSYM && s.st_shndx(en) == 0 && !name.is_empty() {
+                    self.imports.push(name);
+                    continue;
+                }
                 self.symbols.push(Symbol {
                     name,
                     value: s.st_value(en),
@@ -295,7 +349,49 @@ impl<'a> Elf<'a> {
                 });
             }
         }
+        self.imports.sort();
+        self.imports.dedup();
+        self.read_relr(&table);
         Ok(())
+    }
+
+    /// `SHT_RELR` tables (packed relative relocations, as Debian 12's glibc has): each
+    /// relocated word holds its addend.
+    fn read_relr(&mut self, table: &object::read::elf::SectionTable<'_, E::FileHeader64<LE>>) {
+        let data = self.data;
+        let mut offsets = Vec::new();
+        for s in table.iter() {
+            if s.sh_type(LE) != E::SHT_RELR || s.sh_flags(LE) & u64::from(E::SHF_ALLOC) == 0 {
+                continue;
+            }
+            let Some(b) = slice(data, s.sh_offset(LE), s.sh_size(LE)) else {
+                continue;
+            };
+            let mut next = 0u64;
+            for w in b.chunks_exact(8) {
+                let w = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+                if w & 1 == 0 {
+                    offsets.push(w);
+                    next = w.wrapping_add(8);
+                } else {
+                    for bit in 1..64 {
+                        if w >> bit & 1 == 1 {
+                            offsets.push(next.wrapping_add((bit - 1) * 8));
+                        }
+                    }
+                    next = next.wrapping_add(63 * 8);
+                }
+            }
+        }
+        for offset in offsets {
+            if let Some(v) = self.bytes_at_vaddr(offset, 8).and_then(|b| read_u64(b, 0)) {
+                self.relocations.push(Rela {
+                    offset,
+                    r_type: R_X86_64_RELATIVE,
+                    addend: v as i64,
+                });
+            }
+        }
     }
 
     /// `DT_RELA`/`DT_JMPREL` tables from `PT_DYNAMIC`, for files without section headers.
@@ -346,33 +442,61 @@ impl<'a> Elf<'a> {
         Ok(())
     }
 
-    fn check_not_shared_library(&self, file: &str) -> Result<(), Error> {
+    /// `PT_DYNAMIC`'s needed libraries, name, search path and flags.
+    fn read_dynamic(&self, file: &str) -> Result<DynamicInfo, Error> {
+        let mut info = DynamicInfo::default();
         let Some(dynp) = self.phdrs.iter().find(|p| p.p_type == PT_DYNAMIC) else {
-            return Ok(());
+            return Ok(info);
         };
-        let Some(dynb) = slice(self.data, dynp.p_offset, dynp.p_filesz) else {
-            return Ok(());
-        };
+        let dynb = slice(self.data, dynp.p_offset, dynp.p_filesz)
+            .ok_or_else(|| malformed(file, "PT_DYNAMIC is outside the file".into()))?;
+        let (mut strtab, mut strsz) = (None, None);
+        let (mut needed, mut soname, mut rpath, mut runpath) = (Vec::new(), None, None, None);
         for e in dynb.chunks_exact(16) {
-            match read_u64(e, 0).unwrap_or(0) {
+            let tag = read_u64(e, 0).unwrap_or(0);
+            let val = read_u64(e, 8).unwrap_or(0);
+            match tag {
                 0 => break,
-                1 => {
-                    return Err(Error::NotProgram {
-                        file: file.into(),
-                        what: "needs shared libraries (DT_NEEDED) but has no interpreter: not a static program"
-                            .into(),
-                    })
-                }
-                14 => {
-                    return Err(Error::NotProgram {
-                        file: file.into(),
-                        what: "is a shared library (DT_SONAME), not a static program".into(),
-                    })
-                }
+                1 => needed.push(val),
+                5 => strtab = Some(val),
+                10 => strsz = Some(val),
+                14 => soname = Some(val),
+                15 => rpath = Some(val),
+                29 => runpath = Some(val),
+                22 => info.textrel = true,
+                30 => info.textrel |= val & u64::from(E::DF_TEXTREL) != 0,
+                0x6fff_fffb => info.pie = val & u64::from(E::DF_1_PIE) != 0,
                 _ => {}
             }
         }
-        Ok(())
+        let strings = match (strtab, strsz) {
+            (Some(a), Some(n)) => self.bytes_at_vaddr(a, n),
+            _ => None,
+        };
+        let name = |off: u64| -> Result<String, Error> {
+            strings
+                .and_then(|b| b.get(usize::try_from(off).ok()?..))
+                .and_then(|b| b.split(|&c| c == 0).next().filter(|_| b.contains(&0)))
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .ok_or_else(|| {
+                    malformed(
+                        file,
+                        format!("dynamic string {off:#x} is outside DT_STRTAB/DT_STRSZ"),
+                    )
+                })
+        };
+        for n in needed {
+            info.needed.push(name(n)?);
+        }
+        info.soname = soname.map(name).transpose()?;
+        if let Some(p) = runpath.or(rpath) {
+            info.runpath = name(p)?
+                .split(':')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
+        }
+        Ok(info)
     }
 
     pub fn loads(&self) -> impl Iterator<Item = &Phdr> {
@@ -546,20 +670,20 @@ fn read_phdrs(file: &str, hdr: &E::FileHeader64<LE>, data: &[u8]) -> Result<Vec<
         .collect())
 }
 
-/// No interpreter, and `PT_LOAD`s that the kernel would map: at least one, each within the file.
-fn check_phdrs(file: &str, data: &[u8], phdrs: &[Phdr]) -> Result<(), Error> {
+/// `PT_LOAD`s that the kernel would map: at least one, each within the file. Returns the
+/// interpreter (`PT_INTERP`), if any.
+fn check_phdrs(file: &str, data: &[u8], phdrs: &[Phdr]) -> Result<Option<String>, Error> {
+    let mut interpreter = None;
     for (i, p) in phdrs.iter().enumerate() {
         if p.p_type == PT_INTERP {
-            let interp = slice(data, p.p_offset, p.p_filesz)
-                .map(|b| {
-                    let b = b.split(|&c| c == 0).next().unwrap_or(b);
-                    String::from_utf8_lossy(b).into_owned()
-                })
-                .unwrap_or_else(|| "<outside the file>".into());
-            return Err(Error::Dynamic {
-                file: file.into(),
-                interpreter: interp,
-            });
+            let b = slice(data, p.p_offset, p.p_filesz).ok_or_else(|| {
+                malformed(
+                    file,
+                    format!("program header {i}: PT_INTERP is outside the file"),
+                )
+            })?;
+            let b = b.split(|&c| c == 0).next().unwrap_or(b);
+            interpreter = Some(String::from_utf8_lossy(b).into_owned());
         }
         if p.p_type == PT_LOAD {
             check_load(i, p, data).map_err(|what| malformed(file, what))?;
@@ -568,7 +692,7 @@ fn check_phdrs(file: &str, data: &[u8], phdrs: &[Phdr]) -> Result<(), Error> {
     if !phdrs.iter().any(|p| p.p_type == PT_LOAD) {
         return Err(malformed(file, "no PT_LOAD segment".into()));
     }
-    Ok(())
+    Ok(interpreter)
 }
 
 /// The `PT_LOAD` `p` (program header `i`) is within the file and consistent.

@@ -26,12 +26,12 @@ pub enum Error {
     Encoding { file: String, data: u8 },
     /// An ELF file for another machine.
     Machine { file: String, machine: u16 },
-    /// Not an executable (a relocatable object, a core dump, a shared library...).
+    /// Not a program or shared object (a relocatable object, a core dump...).
     NotProgram { file: String, what: String },
     /// A header field or table that is truncated or inconsistent.
     Malformed { file: String, what: String },
-    /// The program has a `PT_INTERP` interpreter.
-    Dynamic { file: String, interpreter: String },
+    /// The object has text relocations.
+    TextRelocations { file: String },
     /// The program already carries lupine-relink's marker.
     AlreadyRelinked { file: String },
     /// A Go program.
@@ -54,7 +54,7 @@ impl Error {
             | Error::Machine { file, .. }
             | Error::NotProgram { file, .. }
             | Error::Malformed { file, .. }
-            | Error::Dynamic { file, .. }
+            | Error::TextRelocations { file }
             | Error::AlreadyRelinked { file }
             | Error::Go { file, .. }
             | Error::Layout { file, .. } => file,
@@ -86,9 +86,10 @@ impl fmt::Display for Error {
             ),
             Error::NotProgram { file, what } => write!(f, "{file}: {what}"),
             Error::Malformed { file, what } => write!(f, "{file}: malformed ELF: {what}"),
-            Error::Dynamic { file, interpreter } => write!(
+            Error::TextRelocations { file } => write!(
                 f,
-                "{file}: is dynamically linked (interpreter {interpreter}): relink its libc instead"
+                "{file}: has text relocations (DT_TEXTREL): the dynamic linker writes into its code, \
+                 so patched code could be overwritten; rebuild it with -fPIC"
             ),
             Error::AlreadyRelinked { file } => {
                 write!(f, "{file}: already relinked by lupine-relink")

@@ -153,7 +153,11 @@ fn build(
     let layout = Layout::new(input, elf, an)?;
     let mut code = CodeSegment::start(input, elf, &layout)?;
     let mut out = elf.data.to_vec();
-    let placed = place_trampolines(input, elf, an, layout.rw_vaddr, &mut code, &mut out)?;
+    let slot = SlotRef {
+        addr: layout.rw_vaddr,
+        probe: layout.probe(),
+    };
+    let placed = place_trampolines(input, elf, an, slot, &mut code, &mut out)?;
     code.pad(TAIL_PAD, INT3);
     let unwind = add_unwind_info(input, elf, an, &placed.laid_out, &mut code)?;
     let rx_size = code.bytes.len() as u64;
@@ -161,7 +165,7 @@ fn build(
     code.write_phdrs(&phdrs);
 
     out.resize(layout.rw_off as usize, 0);
-    out.extend_from_slice(&[0u8; 8]);
+    out.extend_from_slice(&layout.slot_initial().to_le_bytes());
     out.resize(layout.rx_off as usize, 0);
     out.extend_from_slice(&code.bytes);
     let sections = append_section_headers(input, elf, &layout, rx_size, &mut out)?;
@@ -190,35 +194,57 @@ fn build(
 /// Bytes before the program header table in the code segment: marker, version, padding.
 const CODE_HEADER_LEN: u64 = 16;
 
+/// The slot, and the probe that fills it in a shared object.
+#[derive(Clone, Copy)]
+struct SlotRef {
+    addr: u64,
+    probe: Option<u64>,
+}
+
 /// Where the two added segments go, in the file and in memory.
 struct Layout {
+    /// A shared object: no entry stub but a probe, and the slot starts unknown.
+    shared: bool,
     /// The slot segment (8 bytes, R+W).
     rw_off: u64,
     rw_vaddr: u64,
     /// The code segment (R+X).
     rx_off: u64,
     rx_vaddr: u64,
-    /// The entry stub, after room for the moved program header table.
+    /// The entry stub (the probe in a shared object), after room for the moved program
+    /// header table.
     stub_vaddr: u64,
 }
 
 impl Layout {
     /// Puts the slot at the end of the file, on the page after the highest input segment, and
     /// the code segment after it on the next page, each at its file offset modulo the page.
+    /// In a shared object each is at the address equal to its file offset (the file is padded
+    /// up to it): dynamic linkers find their own program header table at their load address
+    /// plus `e_phoff`.
     fn new(input: &str, elf: &Elf<'_>, an: &Analysis<'_>) -> Result<Layout, Error> {
         let max_end = elf
             .loads()
             .map(|p| p.p_vaddr + p.p_memsz)
             .max()
             .ok_or_else(overflow(input))?;
-        let rw_off = align_up(elf.data.len() as u64, 8).ok_or_else(overflow(input))?;
-        let rw_vaddr = align_up(max_end, PAGE)
-            .and_then(|v| v.checked_add(rw_off % PAGE))
-            .ok_or_else(overflow(input))?;
-        let rx_off = align_up(rw_off + 8, TRAMPOLINE_ALIGN).ok_or_else(overflow(input))?;
-        let rx_vaddr = align_up(rw_vaddr + 8, PAGE)
-            .and_then(|v| v.checked_add(rx_off % PAGE))
-            .ok_or_else(overflow(input))?;
+        let shared = elf.kind == elf::Kind::Shared;
+        let (rw_off, rw_vaddr, rx_off, rx_vaddr) = if shared {
+            let rw =
+                align_up(max_end.max(elf.data.len() as u64), PAGE).ok_or_else(overflow(input))?;
+            let rx = rw.checked_add(PAGE).ok_or_else(overflow(input))?;
+            (rw, rw, rx, rx)
+        } else {
+            let rw_off = align_up(elf.data.len() as u64, 8).ok_or_else(overflow(input))?;
+            let rw_vaddr = align_up(max_end, PAGE)
+                .and_then(|v| v.checked_add(rw_off % PAGE))
+                .ok_or_else(overflow(input))?;
+            let rx_off = align_up(rw_off + 8, TRAMPOLINE_ALIGN).ok_or_else(overflow(input))?;
+            let rx_vaddr = align_up(rw_vaddr + 8, PAGE)
+                .and_then(|v| v.checked_add(rx_off % PAGE))
+                .ok_or_else(overflow(input))?;
+            (rw_off, rw_vaddr, rx_off, rx_vaddr)
+        };
         check_reach(input, an, max_end, rx_vaddr)?;
 
         // Room for the two new PT_LOADs and perhaps a new PT_GNU_EH_FRAME.
@@ -233,12 +259,27 @@ impl Layout {
         let stub_vaddr = align_up(rx_vaddr + CODE_HEADER_LEN + phdr_room, TRAMPOLINE_ALIGN)
             .ok_or_else(overflow(input))?;
         Ok(Layout {
+            shared,
             rw_off,
             rw_vaddr,
             rx_off,
             rx_vaddr,
             stub_vaddr,
         })
+    }
+
+    /// The probe of a shared object.
+    fn probe(&self) -> Option<u64> {
+        self.shared.then_some(self.stub_vaddr)
+    }
+
+    /// The slot's value in the file.
+    fn slot_initial(&self) -> u64 {
+        if self.shared {
+            kml_shim::SLOT_UNKNOWN
+        } else {
+            0
+        }
     }
 
     /// The file offset of an address in the code segment.
@@ -337,10 +378,16 @@ struct CodeSegment {
 }
 
 impl CodeSegment {
-    /// The marker and version, room for the program header table, and the entry stub.
+    /// The marker and version, room for the program header table, and the entry stub (the
+    /// probe in a shared object).
     fn start(input: &str, elf: &Elf<'_>, layout: &Layout) -> Result<CodeSegment, Error> {
-        let stub = kml_shim::entry_stub(layout.stub_vaddr, layout.rw_vaddr, elf.e_entry)
-            .map_err(|e| layout_err(input, format!("entry stub: {e}")))?;
+        let stub = if layout.shared {
+            kml_shim::probe(layout.stub_vaddr, layout.rw_vaddr)
+                .map_err(|e| layout_err(input, format!("probe: {e}")))?
+        } else {
+            kml_shim::entry_stub(layout.stub_vaddr, layout.rw_vaddr, elf.e_entry)
+                .map_err(|e| layout_err(input, format!("entry stub: {e}")))?
+        };
         let mut code = CodeSegment {
             vaddr: layout.rx_vaddr,
             bytes: Vec::new(),
@@ -407,7 +454,7 @@ fn place_trampolines(
     input: &str,
     elf: &Elf<'_>,
     an: &mut Analysis<'_>,
-    slot: u64,
+    slot: SlotRef,
     code: &mut CodeSegment,
     out: &mut [u8],
 ) -> Result<Placed, Error> {
@@ -472,10 +519,10 @@ fn move_cancel_point(
     elf: &Elf<'_>,
     cp: &cancel::CancelPoint,
     at: u64,
-    slot: u64,
+    slot: SlotRef,
     out: &mut [u8],
 ) -> Result<Result<kml_shim::CancelCopy, String>, Error> {
-    let copy = match kml_shim::cancel_point(at, &cp.body, slot, cp.end) {
+    let copy = match kml_shim::cancel_point(at, &cp.body, slot.addr, cp.end, slot.probe) {
         Ok(c) => c,
         Err(e) => return Ok(Err(e.to_string())),
     };
@@ -486,7 +533,7 @@ fn move_cancel_point(
     let mut fields = Vec::with_capacity(cp.refs.len());
     for r in &cp.refs {
         let value = match r.edge {
-            cancel::Edge::Begin => at,
+            cancel::Edge::Begin => at + copy.begin_offset as u64,
             cancel::Edge::End => at + copy.end_offset as u64,
         };
         let Some(bytes) = r.encode(value) else {
@@ -509,7 +556,8 @@ fn move_cancel_point(
 fn cancel_map(cp: &cancel::CancelPoint, copy: &kml_shim::CancelCopy) -> Option<Vec<cfi::MapPoint>> {
     let o = &copy.instruction_offsets;
     let n = cp.body.len();
-    if o.len() != n + 7 {
+    let pro = o.len().checked_sub(n + 7)?;
+    if pro != 0 && pro != 3 {
         return None;
     }
     let syscall = cp.end - 2;
@@ -518,12 +566,15 @@ fn cancel_map(cp: &cancel::CancelPoint, copy: &kml_shim::CancelCopy) -> Option<V
         orig,
         cfa_adjust: adj,
     };
-    let mut map: Vec<cfi::MapPoint> = cp
-        .body
-        .iter()
-        .enumerate()
-        .map(|(k, i)| pt(k, i.ip(), 0))
-        .collect();
+    // The probing prologue runs as the function's first instruction.
+    let mut map: Vec<cfi::MapPoint> = (0..pro).map(|k| pt(k, cp.begin, 0)).collect();
+    map.extend(
+        cp.body
+            .iter()
+            .enumerate()
+            .map(|(k, i)| pt(pro + k, i.ip(), 0)),
+    );
+    let n = pro + n;
     map.push(pt(n, syscall, 0)); // mov rcx, [slot]
     map.push(pt(n + 4, syscall, 8)); // jmp rcx, after the push
     map.push(pt(n + 5, syscall, 0)); // .real: syscall
@@ -535,7 +586,7 @@ fn cancel_map(cp: &cancel::CancelPoint, copy: &kml_shim::CancelCopy) -> Option<V
 fn encode_trampoline(
     s: &mut SiteInfo,
     at: u64,
-    slot: u64,
+    slot: SlotRef,
     start: u64,
     end: u64,
 ) -> Result<(kml_shim::Trampoline, [u8; kml_shim::JMP_REL32_LEN]), String> {
@@ -544,7 +595,7 @@ fn encode_trampoline(
         before: std::mem::take(&mut s.before),
         after: std::mem::take(&mut s.after),
     };
-    let result = kml_shim::trampoline(at, &site, slot, end)
+    let result = kml_shim::trampoline(at, &site, slot.addr, end, slot.probe)
         .map_err(|e| e.to_string())
         .and_then(|t| {
             let j = kml_shim::jmp_rel32(start, at).ok_or("trampoline out of jmp range")?;
@@ -687,34 +738,40 @@ fn trampoline_fdes(
 }
 
 /// Each instruction of the trampoline `t` of site `s` (window ending at `end`) and the
-/// original address whose unwind row it takes; `None` when `t` has an unexpected shape.
+/// original address whose unwind row it takes: the displaced instructions their own, the
+/// trampoline's own instructions the `syscall`'s (with the CFA 128 bytes further while `rsp` is
+/// lowered), the final jump the end of the window. `None` when `t` has an unexpected shape.
 fn trampoline_map(s: &SiteInfo, t: &kml_shim::Trampoline, end: u64) -> Option<Vec<cfi::MapPoint>> {
     let o = &t.instruction_offsets;
     let (nb, na) = (s.before.len(), s.after.len());
-    if o.len() != nb + na + 8 {
+    if t.own.start != nb || o.len() != t.own.end + na + 1 {
         return None;
     }
-    let mut map = Vec::with_capacity(nb + na + 6);
-    for (i, ins) in s.before.iter().enumerate() {
-        map.push(cfi::MapPoint {
-            offset: o[i] as u64,
-            orig: ins.ip(),
-            cfa_adjust: 0,
-        });
+    let origs = s
+        .before
+        .iter()
+        .map(|i| i.ip())
+        .chain(t.own.clone().map(|_| s.address))
+        .chain(s.after.iter().map(|i| i.ip()))
+        .chain(std::iter::once(end));
+    let mut map: Vec<cfi::MapPoint> = Vec::with_capacity(o.len());
+    for (k, orig) in origs.enumerate() {
+        let cfa_adjust = if t.lowered.contains(&k) {
+            kml_shim::RED_ZONE
+        } else {
+            0
+        };
+        let same = map
+            .last()
+            .is_some_and(|m| m.orig == orig && m.cfa_adjust == cfa_adjust);
+        if !same {
+            map.push(cfi::MapPoint {
+                offset: o[k] as u64,
+                orig,
+                cfa_adjust,
+            });
+        }
     }
-    let pt = |k: usize, orig: u64, adj: i64| cfi::MapPoint {
-        offset: o[k] as u64,
-        orig,
-        cfa_adjust: adj,
-    };
-    map.push(pt(nb, s.address, 0)); // mov rcx, [slot]
-    map.push(pt(nb + 3, s.address, kml_shim::RED_ZONE)); // call rcx, rsp 128 lower
-    map.push(pt(nb + 5, s.address, 0)); // jmp .after
-    map.push(pt(nb + 6, s.address, 0)); // .real: syscall
-    for (j, ins) in s.after.iter().enumerate() {
-        map.push(pt(nb + 7 + j, ins.ip(), 0));
-    }
-    map.push(pt(nb + 7 + na, end, 0)); // jmp resume
     Some(map)
 }
 
@@ -830,9 +887,11 @@ fn add_name(strings: &mut Vec<u8>, name: &str) -> u32 {
     at
 }
 
-/// Points the ELF header at the entry stub and at the moved tables.
+/// Points the ELF header at the entry stub (but in a shared object) and at the moved tables.
 fn write_elf_header(out: &mut [u8], layout: &Layout, phnum: usize, shoff: u64, shnum: u16) {
-    out[24..32].copy_from_slice(&layout.stub_vaddr.to_le_bytes()); // e_entry
+    if !layout.shared {
+        out[24..32].copy_from_slice(&layout.stub_vaddr.to_le_bytes()); // e_entry
+    }
     out[32..40].copy_from_slice(&layout.phoff().to_le_bytes()); // e_phoff
     out[40..48].copy_from_slice(&shoff.to_le_bytes()); // e_shoff
     out[56..58].copy_from_slice(&(phnum as u16).to_le_bytes()); // e_phnum
@@ -889,6 +948,18 @@ fn make_report(
         } else {
             "ET_EXEC".into()
         },
+        kind: match elf.kind {
+            elf::Kind::Static => "static",
+            elf::Kind::Dynamic { .. } => "dynamic",
+            elf::Kind::Shared => "shared",
+        }
+        .into(),
+        interpreter: match &elf.kind {
+            elf::Kind::Dynamic { interpreter } => Some(interpreter.clone()),
+            _ => None,
+        },
+        soname: elf.dynamic.soname.clone(),
+        needed: elf.dynamic.needed.clone(),
         counts: report::Counts {
             sites: total,
             rewritten,
@@ -899,7 +970,8 @@ fn make_report(
         bytes_added: (out.len() - elf.data.len()) as u64,
         entry: report::Entry {
             original: hex(elf.e_entry),
-            stub: hex(rx.layout.stub_vaddr),
+            stub: (!rx.layout.shared).then(|| hex(rx.layout.stub_vaddr)),
+            probe: rx.layout.probe().map(hex),
         },
         code_segment: report::Segment {
             vaddr: hex(rx.layout.rx_vaddr),

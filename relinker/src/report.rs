@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the report's shape.
-pub const REPORT_FORMAT: u32 = 2;
+pub const REPORT_FORMAT: u32 = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Report {
@@ -13,8 +13,16 @@ pub struct Report {
     pub report_format: u32,
     pub input: String,
     pub output: String,
-    /// `"ET_EXEC"` or `"ET_DYN"` (static-PIE).
+    /// `"ET_EXEC"` or `"ET_DYN"`.
     pub elf_type: String,
+    /// `"static"` (a static program), `"dynamic"` (a dynamically linked program: its entry
+    /// stub sets the slot) or `"shared"` (a shared object: its probe does).
+    pub kind: String,
+    /// A dynamic program's `PT_INTERP`.
+    pub interpreter: Option<String>,
+    /// `DT_SONAME` and `DT_NEEDED`.
+    pub soname: Option<String>,
+    pub needed: Vec<String>,
     pub counts: Counts,
     pub input_size: u64,
     pub output_size: u64,
@@ -42,10 +50,13 @@ pub struct Counts {
     pub kept: u64,
 }
 
+/// The entry point, and what sets the slot: the entry stub (a program) or the probe (a shared
+/// object, whose entry point is unchanged).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Entry {
     pub original: String,
-    pub stub: String,
+    pub stub: Option<String>,
+    pub probe: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

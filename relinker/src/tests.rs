@@ -240,10 +240,15 @@ fn refusals() {
         ..Options::default()
     })
     .bytes;
-    let e = err(&d);
+    let r = relink(&d).unwrap();
+    assert_eq!(r.report.kind, "dynamic");
     assert_eq!(
-        e.to_string(),
-        "in: is dynamically linked (interpreter /lib64/ld-linux-x86-64.so.2): relink its libc instead"
+        r.report.interpreter.as_deref(),
+        Some("/lib64/ld-linux-x86-64.so.2")
+    );
+    assert!(
+        r.report.entry.stub.is_some(),
+        "a dynamic program's entry stub sets its slot"
     );
     let g = build(&Options {
         extra_section: Some(".go.buildinfo"),

@@ -114,35 +114,67 @@ fn victim() -> Vec<u8> {
     fs::read(victim_path()).unwrap()
 }
 
+/// Dynamically linked programs are relinked, their interpreter and libraries named in the
+/// report; shared objects with text relocations, or cut short, are refused with the reason.
 #[test]
-fn dynamically_linked_programs_name_their_interpreter() {
-    let dir = bad_dir("dynamically_linked_programs_name_their_interpreter");
+fn dynamic_programs_accepted_text_relocations_and_truncated_libraries_refused() {
+    let dir = bad_dir("dynamic_programs_accepted");
     let src = corpus_src().join("hello.c");
-    for (cc, name, interp) in [
-        ("gcc", "dynamic-glibc", "/lib64/ld-linux-x86-64.so.2"),
-        ("musl-gcc", "dynamic-musl", "/lib/ld-musl-x86_64.so.1"),
+    for (cc, flags, name, interp) in [
+        (
+            "gcc",
+            &[][..],
+            "dynamic-glibc",
+            "/lib64/ld-linux-x86-64.so.2",
+        ),
+        (
+            "gcc",
+            &["-no-pie"][..],
+            "dynamic-glibc-exec",
+            "/lib64/ld-linux-x86-64.so.2",
+        ),
+        (
+            "musl-gcc",
+            &[][..],
+            "dynamic-musl",
+            "/lib/ld-musl-x86_64.so.1",
+        ),
     ] {
         let out = dir.join(name);
-        must(Command::new(cc).arg("-o").arg(&out).arg(&src));
-        let err = refused(name, &out, &["dynamic"]);
+        must(Command::new(cc).args(flags).arg("-o").arg(&out).arg(&src));
+        let rep = dir.join(format!("{name}.json"));
+        let o = relink(&out, &dir.join(format!("{name}.relinked")), Some(&rep));
+        assert!(o.status.success(), "{name}: {}", o.describe());
+        let r: lupine_relink::Report =
+            serde_json::from_str(&fs::read_to_string(&rep).unwrap()).unwrap();
+        assert_eq!(r.kind, "dynamic", "{name}");
+        assert_eq!(r.interpreter.as_deref(), Some(interp), "{name}");
         assert!(
-            err.contains(interp),
-            "{name}: the interpreter {interp} is not named: {err}"
-        );
-        assert!(
-            err.contains("libc") && err.contains("relink"),
-            "{name}: should say the libc has to be relinked instead: {err}"
+            r.needed.iter().any(|n| n.starts_with("libc.so")),
+            "{name}: {:?}",
+            r.needed
         );
     }
-    // A PIE that is dynamically linked: ET_DYN with PT_INTERP.
-    let out = dir.join("dynamic-pie");
+    // A library whose code the dynamic linker writes: an absolute address in its text.
+    let tr = write(
+        &dir,
+        "textrel.S",
+        b".text\n.globl f\nf: movabs $v, %rax\n mov $39, %eax\n syscall\n ret\n.data\nv: .quad 0\n",
+    );
+    let lib = dir.join("libtextrel.so");
     must(
         Command::new("gcc")
-            .args(["-pie", "-fPIE", "-o"])
-            .arg(&out)
-            .arg(&src),
+            .args(["-shared", "-nostdlib", "-Wl,-z,notext", "-o"])
+            .arg(&lib)
+            .arg(&tr),
     );
-    refused("dynamic-pie", &out, &["/lib64/ld-linux-x86-64.so.2"]);
+    refused("libtextrel.so", &lib, &["text relocations (DT_TEXTREL)"]);
+    // musl's libc.so cut inside its program headers, and inside its code.
+    let libc = fs::read("/usr/lib/x86_64-linux-musl/libc.so").unwrap();
+    for (name, len) in [("libc-cut-headers.so", 200), ("libc-cut-code.so", 0x20000)] {
+        let p = write(&dir, name, &libc[..len]);
+        refused(name, &p, &["malformed", "truncated", "outside the file"]);
+    }
 }
 
 #[test]

@@ -704,7 +704,11 @@ fn check_added_code(p: &mut Problems<'_>, r: &Relinked, ia: &ElfInfo, ib: &ElfIn
         format!("entry {:#x} is not in the added code", ib.entry),
     );
     p.check(
-        Some(ib.entry) == lupine_relink::report::parse_hex(&rep.entry.stub)
+        rep.entry
+            .stub
+            .as_deref()
+            .and_then(lupine_relink::report::parse_hex)
+            == Some(ib.entry)
             && Some(ia.entry) == lupine_relink::report::parse_hex(&rep.entry.original),
         format!(
             "entry {:#x} / {:#x} vs report {:?}",

@@ -37,6 +37,55 @@ impl Problems<'_> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// strace -f -i -k
+
+/// A syscall line: instruction pointer, name, result, and the first frame (file, offset).
+pub type Entry = (u64, String, String, Option<(String, u64)>);
+
+/// Parses `[ip] name(...) = result` lines and each one's first ` > path(...) [0xoffset]`.
+pub fn entries(trace: &str) -> Vec<Entry> {
+    let mut out: Vec<Entry> = Vec::new();
+    let mut want_frame = false;
+    for line in trace.lines() {
+        if let Some(frame) = line.strip_prefix(" > ") {
+            if want_frame {
+                want_frame = false;
+                // "/path/prog(sym+0x12) [0x1234]" or "/path/prog() [0x1234]"
+                let off = frame
+                    .rsplit_once(" [0x")
+                    .and_then(|(_, h)| u64::from_str_radix(h.trim_end_matches(']'), 16).ok());
+                let path = frame.split('(').next().unwrap_or("").trim().to_string();
+                if let (Some(off), Some(last)) = (off, out.last_mut()) {
+                    last.3 = Some((path, off));
+                }
+            }
+            continue;
+        }
+        want_frame = false;
+        let Some(rest) = line.strip_prefix('[') else {
+            continue;
+        };
+        let Some((ip, call)) = rest.split_once("] ") else {
+            continue;
+        };
+        if call.starts_with("---") || call.starts_with("+++") {
+            continue;
+        }
+        let Ok(ip) = u64::from_str_radix(ip, 16) else {
+            continue;
+        };
+        let name = call.split('(').next().unwrap_or("").to_string();
+        let result = call
+            .rsplit_once(") = ")
+            .map(|(_, r)| r.to_string())
+            .unwrap_or_default();
+        out.push((ip, name, result, None));
+        want_frame = true;
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
 // Relinking
 
 /// `lupine-relink IN -o OUT [--report R]`.

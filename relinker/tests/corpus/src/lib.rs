@@ -5,9 +5,11 @@
 //!
 //! Everything is built under `target/relink-corpus/<test binary>.<pid>/`, once per test process.
 
+mod dynamic;
 mod programs;
 mod run;
 
+pub use dynamic::*;
 pub use programs::*;
 pub use run::*;
 

@@ -130,7 +130,7 @@ pub fn busybox_cases() -> Vec<(Vec<String>, bool)> {
     ]
 }
 
-fn c_flags(program: &str, kind: Kind) -> Vec<&'static str> {
+pub fn c_flags(program: &str, kind: Kind) -> Vec<&'static str> {
     let mut f = vec!["-O2", "-pthread", "-Wall"];
     if program == "backtrace" {
         f = vec!["-O1", "-fno-inline", "-funwind-tables", "-pthread", "-Wall"];
@@ -326,7 +326,7 @@ fn rust_app_build(rust_target: &Path) -> Command {
 
 /// Runs the build commands a few at a time (the machine has two cores; compilers wait on I/O
 /// too), their output in `<work dir>/build-logs/`; panics with the log of one that fails.
-fn run_jobs(jobs: Vec<(Command, String)>) {
+pub fn run_jobs(jobs: Vec<(Command, String)>) {
     let mut pending = jobs.into_iter();
     let mut running: Vec<(Child, String, PathBuf, PathBuf)> = Vec::new();
     let logs = work_dir().join("build-logs");
@@ -397,11 +397,13 @@ pub fn check_original(case: &Case, kind: Kind, out: &Output) -> Option<String> {
     if out.timed_out {
         return Some(format!("original {} timed out", case.label()));
     }
-    // The C program's name without its kind ("cancel-arch-glibc-pie": "cancel-arch").
+    // The C program's name without its kind ("cancel-arch-glibc-pie": "cancel-arch"; the
+    // dynamic corpus's "cancel-arch-musl-dyn" too).
+    let program = case.program.strip_suffix("-dyn").unwrap_or(&case.program);
     let base = C_KINDS
         .iter()
-        .find_map(|(_, suffix)| case.program.strip_suffix(&format!("-{suffix}")))
-        .unwrap_or_else(|| case.program.split('-').next().unwrap_or(""));
+        .find_map(|(_, suffix)| program.strip_suffix(&format!("-{suffix}")))
+        .unwrap_or_else(|| program.split('-').next().unwrap_or(""));
     match base {
         "hello" => {
             let code: i32 = case.args.first().map(|a| a.parse().unwrap()).unwrap_or(0);
