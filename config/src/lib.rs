@@ -38,6 +38,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::OnceLock;
 
+mod dynamic;
+pub use dynamic::derive_dynamic;
+
 /// The built-in table (`config/kconfig-map.tsv`).
 pub const TABLE_TSV: &str = include_str!("../kconfig-map.tsv");
 
@@ -238,6 +241,11 @@ pub struct Findings {
     pub has_symbols: bool,
     /// Generic entries present by symbol (`syscall`, `__syscall_cp`, ...).
     pub generic_entries: Vec<String>,
+    /// Functions and objects it imports from its libraries.
+    pub imports: usize,
+    /// The C libraries it loads: their own sites are not counted (they cover every system call
+    /// the library offers), what their users import is.
+    pub c_libraries: Vec<String>,
 }
 
 impl Findings {
@@ -401,27 +409,33 @@ pub fn derive_file(path: &Path) -> Result<Findings, Error> {
 }
 
 /// Analyses one static program given as bytes; refuses what lupine-relink refuses, and
-/// dynamically linked programs and shared objects (their system calls are in their libraries).
+/// dynamically linked programs and shared objects (their system calls are in their libraries:
+/// see [`derive_dynamic`]).
 pub fn derive_bytes(input: &str, data: &[u8]) -> Result<Findings, Error> {
     let elf = Elf::parse(input, data)?;
     let what = match &elf.kind {
-        elf::Kind::Static => None,
-        elf::Kind::Dynamic { interpreter } => Some(format!(
-            "is dynamically linked (interpreter {interpreter}): lupine-config reads static programs only"
-        )),
-        elf::Kind::Shared => Some("is a shared object: lupine-config reads static programs only".into()),
+        elf::Kind::Static => return Ok(derive_elf(input, &elf)),
+        elf::Kind::Dynamic { interpreter } => format!(
+            "is dynamically linked (interpreter {interpreter}): give the image root (--root) so \
+             that its libraries can be read"
+        ),
+        elf::Kind::Shared => "is a shared object, not a program".into(),
     };
-    if let Some(what) = what {
-        return Err(Error::NotProgram {
-            file: input.into(),
-            what,
-        });
-    }
-    let an = analyze::analyze(&elf);
-    let ins = analyze::decode_all(&elf);
+    Err(Error::NotProgram {
+        file: input.into(),
+        what,
+    })
+}
+
+/// The findings of one object: its own sites, the libc functions it contains or imports (by
+/// name, and through its PLT stubs for the calls' arguments), the socket families it passes.
+fn derive_elf(input: &str, elf: &Elf<'_>) -> Findings {
+    let an = analyze::analyze(elf);
+    let ins = analyze::decode_all(elf);
     let mut out = Findings {
         input: input.to_string(),
         sites: an.sites.len(),
+        imports: elf.imports.len(),
         ..Findings::default()
     };
     for s in &an.sites {
@@ -430,18 +444,20 @@ pub fn derive_bytes(input: &str, data: &[u8]) -> Result<Findings, Error> {
             out.add_syscall(n, Evidence::Site);
         }
     }
-    let funcs: Vec<&elf::Symbol> = elf
+    let imported = dynamic::imported_functions(elf, &ins);
+    let mut funcs: Vec<&elf::Symbol> = elf
         .symbols
         .iter()
         .filter(|s| is_code_func(s) && an.in_code(s.value))
         .collect();
-    out.has_symbols = !funcs.is_empty();
+    out.has_symbols = !funcs.is_empty() || !imported.is_empty();
+    funcs.extend(imported.iter());
     let named = out.add_symbols(&funcs);
     let (sys, calls) = walk(&an, &ins);
     out.add_generic_calls(&calls, &named.generic);
     let functions = Functions::new(&an, &funcs, &calls);
     out.add_socket_families(&functions, &sys, &calls, named.socket_fns);
-    Ok(out)
+    out
 }
 
 /// What the symbols name: the generic entries (address to the register holding the number)
@@ -697,6 +713,9 @@ pub fn render(findings: &[Findings], base: Option<(&str, &BTreeSet<String>)>) ->
         if !f.has_symbols {
             line.push_str("; no symbols, so libc wrappers are not identified");
         }
+        if f.imports > 0 {
+            let _ = write!(line, "; imports {} symbols", f.imports);
+        }
         if !f.families.is_empty() {
             let fams: Vec<String> = f.families.keys().map(|&n| family_name(n)).collect();
             let _ = write!(line, "; socket families {}", fams.join(", "));
@@ -710,6 +729,13 @@ pub fn render(findings: &[Findings], base: Option<(&str, &BTreeSet<String>)>) ->
             );
         }
         let _ = writeln!(s, "{line}");
+        if !f.c_libraries.is_empty() {
+            let _ = writeln!(
+                s,
+                "# {name} loads the C library {}: counted by what is imported from it",
+                f.c_libraries.join(", ")
+            );
+        }
     }
     let _ = writeln!(
         s,

@@ -80,8 +80,9 @@
 //!         jrcxz .real                   ; 0: no KML entry
 //!         lea   rcx, [rcx-1]            ; lea and jrcxz leave the flags alone
 //!         jrcxz .probe                  ; 1: not known yet
+//!         lea   rcx, [rcx+1]
 //!         lea   rsp, [rsp-128]
-//!         call  [rip+slot]              ; KML entry
+//!         call  rcx                     ; KML entry (the kernel knows this call again)
 //!         lea   rsp, [rsp+128]
 //!         jmp   .after
 //! .probe: lea   rsp, [rsp-128]
@@ -343,14 +344,12 @@ pub fn trampoline(
     if probe.is_some() {
         a.lea(rcx, qword_ptr(rcx - 1)).map_err(&e)?;
         a.jrcxz(probe_path).map_err(&e)?;
+        a.lea(rcx, qword_ptr(rcx + 1)).map_err(&e)?;
     }
+    // `call rcx` (ff d1): the KML kernel recognises it before a return address, to show a
+    // signal handler the call about to be made again.
     a.lea(rsp, qword_ptr(rsp - RED_ZONE as i32)).map_err(&e)?;
-    if probe.is_some() {
-        a.add_instruction(Instruction::with1(Code::Call_rm64, rip_rel(slot_addr)).map_err(&e)?)
-            .map_err(&e)?;
-    } else {
-        a.call(rcx).map_err(&e)?;
-    }
+    a.call(rcx).map_err(&e)?;
     a.lea(rsp, qword_ptr(rsp + RED_ZONE as i32)).map_err(&e)?;
     a.jmp(after).map_err(&e)?;
     if let Some(p) = probe {
@@ -390,7 +389,7 @@ pub fn trampoline(
     let own = nb..nb + shape.own_len();
     let lowered = match probe {
         None => vec![nb + 3, nb + 4],
-        Some(_) => vec![nb + 5, nb + 6, nb + 9, nb + 10],
+        Some(_) => vec![nb + 6, nb + 7, nb + 10, nb + 11],
     };
     Ok(Trampoline {
         bytes,
@@ -413,7 +412,7 @@ impl Shape {
     /// The number of the trampoline's own instructions, up to and including the `syscall`.
     fn own_len(&self) -> usize {
         if self.probe.is_some() {
-            13
+            14
         } else {
             7
         }
@@ -495,37 +494,38 @@ impl Shape {
                 && i.memory_base() == Register::RSP
                 && i.memory_displacement64() as i64 == d
         };
-        let sys_next = c[c.len() - 1].next_ip();
+        let lea_rcx = |i: &Instruction, d: i64| {
+            i.code() == Code::Lea_r64_m
+                && i.op0_register() == Register::RCX
+                && i.memory_base() == Register::RCX
+                && i.memory_displacement64() as i64 == d
+        };
+        // The call path: lea rsp, call rcx, lea rsp, jmp .after.
+        let call_path = |c: &[Instruction]| {
+            lea_rsp(&c[0], -RED_ZONE)
+                && c[1].code() == Code::Call_rm64
+                && c[1].op0_register() == Register::RCX
+                && lea_rsp(&c[2], RED_ZONE)
+                && matches!(c[3].code(), Code::Jmp_rel8_64 | Code::Jmp_rel32_64)
+                && c[3].near_branch_target() == c[c.len() - 1].next_ip()
+        };
         if !slot_load(&c[0], Code::Mov_r64_rm64) || c[0].op0_register() != Register::RCX {
             return false;
         }
         match self.probe {
-            None => {
-                lea_rsp(&c[2], -RED_ZONE)
-                    && c[3].code() == Code::Call_rm64
-                    && c[3].op0_register() == Register::RCX
-                    && lea_rsp(&c[4], RED_ZONE)
-                    && matches!(c[5].code(), Code::Jmp_rel8_64 | Code::Jmp_rel32_64)
-                    && c[5].near_branch_target() == sys_next
-            }
+            None => call_path(&c[2..]),
             Some(p) => {
-                c[2].code() == Code::Lea_r64_m
-                    && c[2].op0_register() == Register::RCX
-                    && c[2].memory_base() == Register::RCX
-                    && c[2].memory_displacement64() as i64 == -1
+                lea_rcx(&c[2], -1)
                     && c[3].code() == Code::Jrcxz_rel8_64
-                    && c[3].near_branch_target() == c[8].ip()
-                    && lea_rsp(&c[4], -RED_ZONE)
-                    && slot_load(&c[5], Code::Call_rm64)
-                    && lea_rsp(&c[6], RED_ZONE)
-                    && matches!(c[7].code(), Code::Jmp_rel8_64 | Code::Jmp_rel32_64)
-                    && c[7].near_branch_target() == sys_next
-                    && lea_rsp(&c[8], -RED_ZONE)
-                    && c[9].code() == Code::Call_rel32_64
-                    && c[9].near_branch_target() == p
-                    && lea_rsp(&c[10], RED_ZONE)
-                    && matches!(c[11].code(), Code::Jmp_rel8_64 | Code::Jmp_rel32_64)
-                    && c[11].near_branch_target() == c[0].ip()
+                    && c[3].near_branch_target() == c[9].ip()
+                    && lea_rcx(&c[4], 1)
+                    && call_path(&c[5..])
+                    && lea_rsp(&c[9], -RED_ZONE)
+                    && c[10].code() == Code::Call_rel32_64
+                    && c[10].near_branch_target() == p
+                    && lea_rsp(&c[11], RED_ZONE)
+                    && matches!(c[12].code(), Code::Jmp_rel8_64 | Code::Jmp_rel32_64)
+                    && c[12].near_branch_target() == c[0].ip()
             }
         }
     }

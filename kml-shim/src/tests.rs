@@ -521,13 +521,15 @@ fn probing_trampoline_shape() {
         Some(0x80_1000),
     )
     .unwrap();
-    assert_eq!(t.own, 0..13);
-    assert_eq!(t.lowered, [5, 6, 9, 10]);
+    assert_eq!(t.own, 0..14);
+    assert_eq!(t.lowered, [6, 7, 10, 11]);
     let ins = decode(&t.bytes, 0x80_0000);
-    assert_eq!(ins[12].code(), Code::Syscall);
-    assert_eq!(ins[9].near_branch_target(), 0x80_1000);
+    assert_eq!(ins[13].code(), Code::Syscall);
+    let call = (ins[6].ip() - 0x80_0000) as usize;
+    assert_eq!(t.bytes[call..call + 2], [0xff, 0xd1], "call rcx");
+    assert_eq!(ins[10].near_branch_target(), 0x80_1000);
     assert_eq!(
-        ins[11].near_branch_target(),
+        ins[12].near_branch_target(),
         0x80_0000,
         "back to the slot test"
     );

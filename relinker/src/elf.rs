@@ -114,6 +114,8 @@ pub struct Rela {
     pub offset: u64,
     pub r_type: u32,
     pub addend: i64,
+    /// The symbol index (in `.dynsym` for dynamic relocations), 0 for none.
+    pub sym: u32,
 }
 
 pub const R_X86_64_RELATIVE: u32 = E::R_X86_64_RELATIVE;
@@ -154,6 +156,8 @@ pub struct Elf<'a> {
     pub dynamic: DynamicInfo,
     /// Functions and objects it takes from its libraries (undefined dynamic symbols).
     pub imports: Vec<String>,
+    /// `.dynsym` names by index, and whether each is undefined (an import).
+    pub dynsym: Vec<(String, bool)>,
     pub e_type: u16,
     pub e_entry: u64,
     pub e_phoff: u64,
@@ -206,6 +210,7 @@ impl<'a> Elf<'a> {
             kind: Kind::Static,
             dynamic: DynamicInfo::default(),
             imports: Vec::new(),
+            dynsym: Vec::new(),
             e_type,
             e_entry: hdr.e_entry(en),
             e_phoff: hdr.e_phoff(en),
@@ -320,6 +325,7 @@ impl<'a> Elf<'a> {
                             offset: r.r_offset.get(en),
                             r_type: (r.r_info.get(en) & 0xffff_ffff) as u32,
                             addend: r.r_addend.get(en),
+                            sym: (r.r_info.get(en) >> 32) as u32,
                         });
                     }
                 }
@@ -336,9 +342,15 @@ impl<'a> Elf<'a> {
                     .name(en, strings)
                     .map(|n| String::from_utf8_lossy(n).into_owned())
                     .unwrap_or_default();
-                if kind == E::SHT_DYNSYM && s.st_shndx(en) == 0 && !name.is_empty() {
-                    self.imports.push(name);
-                    continue;
+                if kind == E::SHT_DYNSYM {
+                    let undefined = s.st_shndx(en) == 0;
+                    self.dynsym.push((name.clone(), undefined));
+                    if undefined {
+                        if !name.is_empty() {
+                            self.imports.push(name);
+                        }
+                        continue;
+                    }
                 }
                 self.symbols.push(Symbol {
                     name,
@@ -389,6 +401,7 @@ impl<'a> Elf<'a> {
                     offset,
                     r_type: R_X86_64_RELATIVE,
                     addend: v as i64,
+                    sym: 0,
                 });
             }
         }
@@ -435,6 +448,7 @@ impl<'a> Elf<'a> {
                         offset: read_u64(r, 0).unwrap_or(0),
                         r_type: read_u32(r, 8).unwrap_or(0),
                         addend: read_u64(r, 16).unwrap_or(0) as i64,
+                        sym: read_u32(r, 12).unwrap_or(0),
                     });
                 }
             }
@@ -497,6 +511,19 @@ impl<'a> Elf<'a> {
                 .collect();
         }
         Ok(info)
+    }
+
+    /// The GOT slots that the dynamic linker fills with an imported symbol's address
+    /// (`R_X86_64_JUMP_SLOT`, `R_X86_64_GLOB_DAT`), by slot address, with the symbol's name.
+    pub fn import_slots(&self) -> std::collections::BTreeMap<u64, String> {
+        self.relocations
+            .iter()
+            .filter(|r| matches!(r.r_type, E::R_X86_64_JUMP_SLOT | E::R_X86_64_GLOB_DAT))
+            .filter_map(|r| {
+                let (name, undefined) = self.dynsym.get(r.sym as usize)?;
+                (*undefined && !name.is_empty()).then(|| (r.offset, name.clone()))
+            })
+            .collect()
     }
 
     pub fn loads(&self) -> impl Iterator<Item = &Phdr> {

@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! let report = lupine_relink::relink_file(
-//!     "hello".as_ref(), "hello.kml".as_ref(), Some("hello.json".as_ref()))?;
+//!     "hello".as_ref(), "hello.kml".as_ref(), Some("hello.json".as_ref()), None)?;
 //! println!("{} of {} sites rewritten", report.counts.rewritten, report.counts.sites);
 //! # Ok::<(), lupine_relink::Error>(())
 //! ```
@@ -45,6 +45,7 @@ pub mod cfi;
 pub mod ehframe;
 pub mod elf;
 pub mod error;
+pub mod needed;
 pub mod relink;
 pub mod report;
 pub mod syscalls;
@@ -178,9 +179,53 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Erro
     result
 }
 
-/// Relinks `input` into `output` (and writes the JSON report to `report` if given). On error
-/// nothing is written and the input is untouched.
-pub fn relink_file(input: &Path, output: &Path, report: Option<&Path>) -> Result<Report, Error> {
+/// The path of `file` inside the image at `root`: its path below `root`, else `/` and its name.
+pub fn image_path(root: &Path, file: &Path) -> String {
+    let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    match abs(file).strip_prefix(abs(root)) {
+        Ok(rel) => format!("/{}", rel.display()),
+        Err(_) => format!(
+            "/{}",
+            file.file_name().unwrap_or_default().to_string_lossy()
+        ),
+    }
+}
+
+/// The libraries of `elf` (at `path` in the image at `root`), each with what it needs.
+pub fn libraries(elf: &elf::Elf<'_>, path: &str, root: &Path) -> Vec<report::Library> {
+    let read = |p: &str| needed::read_in_root(root, p);
+    needed::resolve(elf, path, &read)
+        .into_iter()
+        .map(|l| {
+            let status = match &l.data {
+                None => "not found".to_string(),
+                Some(d) if needed::is_relinked(d) => "relinked".to_string(),
+                Some(d) => match analyze_bytes(&l.name, d) {
+                    Ok(an) if an.sites.is_empty() => "no syscall sites".into(),
+                    Ok(an) => format!("needs relinking ({} syscall sites)", an.sites.len()),
+                    Err(e) => format!("cannot be relinked: {e}"),
+                },
+            };
+            report::Library {
+                name: l.name,
+                path: l.path,
+                needed_by: l.needed_by,
+                status,
+            }
+        })
+        .collect()
+}
+
+/// Relinks `input` into `output` (and writes the JSON report to `report` if given). With
+/// `root`, an image root that holds the program, the report lists where its libraries are
+/// in it and which still need relinking. On error nothing is written and the input is
+/// untouched.
+pub fn relink_file(
+    input: &Path,
+    output: &Path,
+    report: Option<&Path>,
+    root: Option<&Path>,
+) -> Result<Report, Error> {
     use std::os::unix::fs::PermissionsExt;
     let data = read_input(input)?;
     let in_name = input.display().to_string();
@@ -188,7 +233,11 @@ pub fn relink_file(input: &Path, output: &Path, report: Option<&Path>) -> Result
         return Err(Error::SameFile { file: in_name });
     }
     let out_name = output.display().to_string();
-    let r = relink_bytes(&in_name, &out_name, &data)?;
+    let mut r = relink_bytes(&in_name, &out_name, &data)?;
+    if let Some(root) = root {
+        let elf = elf::Elf::parse(&in_name, &data)?;
+        r.report.libraries = Some(libraries(&elf, &image_path(root, input), root));
+    }
     let mode = std::fs::metadata(input)
         .map(|m| m.permissions().mode() & 0o7777)
         .unwrap_or(0o755);

@@ -1,17 +1,20 @@
-//! `lupine-relink INPUT -o OUTPUT [--report REPORT.json]`
+//! `lupine-relink INPUT -o OUTPUT [--report REPORT.json] [--root DIR]`
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: lupine-relink INPUT -o OUTPUT [--report REPORT.json]
+const USAGE: &str = "usage: lupine-relink INPUT -o OUTPUT [--report REPORT.json] [--root DIR]
 
-Rewrites the syscall instructions of a static x86-64 program (ET_EXEC or static-PIE) into calls
-through Kernel Mode Linux's AT_SYSINFO entry, falling back to a real syscall on other kernels.";
+Rewrites the syscall instructions of an x86-64 program (static or dynamically linked) or shared
+library into calls through Kernel Mode Linux's AT_SYSINFO entry, falling back to a real syscall
+on other kernels. With --root (the root of the image the program belongs to), the report lists
+the libraries it loads, found there, and which of them still need relinking.";
 
 fn main() -> ExitCode {
     let mut input: Option<PathBuf> = None;
     let mut output: Option<PathBuf> = None;
     let mut report: Option<PathBuf> = None;
+    let mut root: Option<PathBuf> = None;
     let mut args = std::env::args_os().skip(1);
     let usage_err = |msg: String| {
         eprintln!("lupine-relink: {msg}\n{USAGE}");
@@ -37,6 +40,11 @@ fn main() -> ExitCode {
                 Some(_) => return usage_err("--report given twice".into()),
                 None => return usage_err("--report needs a path".into()),
             },
+            Some("--root") => match args.next() {
+                Some(v) if root.is_none() => root = Some(v.into()),
+                Some(_) => return usage_err("--root given twice".into()),
+                None => return usage_err("--root needs a directory".into()),
+            },
             Some(s) if s.starts_with('-') && s.len() > 1 => {
                 return usage_err(format!("unknown option {s}"))
             }
@@ -51,7 +59,11 @@ fn main() -> ExitCode {
     let (Some(input), Some(output)) = (input, output) else {
         return usage_err("INPUT and -o OUTPUT are required".into());
     };
-    match lupine_relink::relink_file(&input, &output, report.as_deref()) {
+    if let Some(r) = root.as_deref().filter(|r| !r.is_dir()) {
+        eprintln!("lupine-relink: {}: --root is not a directory", r.display());
+        return ExitCode::FAILURE;
+    }
+    match lupine_relink::relink_file(&input, &output, report.as_deref(), root.as_deref()) {
         Ok(r) => {
             eprintln!(
                 "lupine-relink: {} -> {}: {} syscall sites, {} rewritten, {} kept; {} bytes added",
@@ -62,6 +74,10 @@ fn main() -> ExitCode {
                 r.counts.kept,
                 r.bytes_added
             );
+            for l in r.libraries.iter().flatten() {
+                let at = l.path.as_deref().unwrap_or("-");
+                eprintln!("lupine-relink: needs {} ({at}): {}", l.name, l.status);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

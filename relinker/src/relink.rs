@@ -50,7 +50,7 @@ pub struct Relinked {
 }
 
 /// Whether the program already carries the marker.
-fn is_relinked(elf: &Elf<'_>) -> bool {
+pub(crate) fn is_relinked(elf: &Elf<'_>) -> bool {
     elf.section(TEXT_NAME).is_some()
         || elf.loads().any(|p| {
             elf::slice(elf.data, p.p_offset, MARKER.len() as u64).is_some_and(|b| b == MARKER)
@@ -153,6 +153,10 @@ fn build(
     let layout = Layout::new(input, elf, an)?;
     let mut code = CodeSegment::start(input, elf, &layout)?;
     let mut out = elf.data.to_vec();
+    if let Some(b) = layout.bss {
+        out.resize(out.len().max(b.file_end as usize), 0);
+        out[b.file_start as usize..b.file_end as usize].fill(0);
+    }
     let slot = SlotRef {
         addr: layout.rw_vaddr,
         probe: layout.probe(),
@@ -160,6 +164,12 @@ fn build(
     let placed = place_trampolines(input, elf, an, slot, &mut code, &mut out)?;
     code.pad(TAIL_PAD, INT3);
     let unwind = add_unwind_info(input, elf, an, &placed.laid_out, &mut code)?;
+    if layout.shared {
+        // Linux before 6.7 zeroes the rest of the page after an interpreter's last file byte,
+        // which is here, in a segment it cannot write: end it on a page boundary.
+        let end = code.next(PAGE).ok_or_else(overflow(input))?;
+        code.put(end, INT3, &[]);
+    }
     let rx_size = code.bytes.len() as u64;
     let phdrs = program_headers(input, elf, &layout, rx_size, unwind.eh_frame_hdr)?;
     code.write_phdrs(&phdrs);
@@ -169,7 +179,15 @@ fn build(
     out.resize(layout.rx_off as usize, 0);
     out.extend_from_slice(&code.bytes);
     let sections = append_section_headers(input, elf, &layout, rx_size, &mut out)?;
-    let (shoff, shnum) = sections.unwrap_or((elf.e_shoff, elf.e_shnum));
+    let old_table_zeroed = layout.bss.is_some_and(|b| {
+        let end = elf.e_shoff + u64::from(elf.e_shnum) * elf::SHDR_SIZE as u64;
+        elf.e_shoff < b.file_end && end > b.file_start
+    });
+    let (shoff, shnum) = match sections {
+        Some(s) => s,
+        None if old_table_zeroed => (0, 0),
+        None => (elf.e_shoff, elf.e_shnum),
+    };
     write_elf_header(&mut out, &layout, phdrs.len(), shoff, shnum);
 
     let report = make_report(
@@ -201,10 +219,25 @@ struct SlotRef {
     probe: Option<u64>,
 }
 
+/// The `.bss` of a shared object's last segment, made file-backed (zeros in the file): Linux
+/// before 6.7 maps the `.bss` of an interpreter (`PT_INTERP`, which the dynamic linker and
+/// musl's `libc.so` are) only after its last segment, which is now the added code. The zeros
+/// go on to the end of the page, as the kernel leaves it: glibc's dynamic linker allocates
+/// from there and counts on zeros.
+#[derive(Clone, Copy)]
+struct Bss {
+    /// The program header of the segment.
+    phdr: usize,
+    /// Its file range beyond `p_filesz`, up to the end of the page of `p_memsz`.
+    file_start: u64,
+    file_end: u64,
+}
+
 /// Where the two added segments go, in the file and in memory.
 struct Layout {
     /// A shared object: no entry stub but a probe, and the slot starts unknown.
     shared: bool,
+    bss: Option<Bss>,
     /// The slot segment (8 bytes, R+W).
     rw_off: u64,
     rw_vaddr: u64,
@@ -245,6 +278,10 @@ impl Layout {
                 .ok_or_else(overflow(input))?;
             (rw_off, rw_vaddr, rx_off, rx_vaddr)
         };
+        let bss = match shared {
+            true => last_bss(input, elf, rw_off)?,
+            false => None,
+        };
         check_reach(input, an, max_end, rx_vaddr)?;
 
         // Room for the two new PT_LOADs and perhaps a new PT_GNU_EH_FRAME.
@@ -260,6 +297,7 @@ impl Layout {
             .ok_or_else(overflow(input))?;
         Ok(Layout {
             shared,
+            bss,
             rw_off,
             rw_vaddr,
             rx_off,
@@ -353,6 +391,34 @@ impl Layout {
         };
         [slot, text]
     }
+}
+
+/// The `.bss` of the last `PT_LOAD`, if it has one; its file range must end before `limit`.
+fn last_bss(input: &str, elf: &Elf<'_>, limit: u64) -> Result<Option<Bss>, Error> {
+    let Some(i) = elf.phdrs.iter().rposition(|p| p.p_type == elf::PT_LOAD) else {
+        return Ok(None);
+    };
+    let p = elf.phdrs[i];
+    if p.p_memsz <= p.p_filesz {
+        return Ok(None);
+    }
+    let file_start = p.p_offset + p.p_filesz;
+    let file_end = p
+        .p_offset
+        .checked_add(p.p_memsz)
+        .and_then(|e| align_up(e, PAGE))
+        .ok_or_else(overflow(input))?;
+    if file_end > limit {
+        return Err(layout_err(
+            input,
+            format!("the .bss of program header {i} ends at file offset {file_end:#x}, past the added segments"),
+        ));
+    }
+    Ok(Some(Bss {
+        phdr: i,
+        file_start,
+        file_end,
+    }))
 }
 
 /// Everything must stay within ±2 GiB of the code (the code segment's size estimated from the
@@ -804,6 +870,9 @@ fn program_headers(
             p.p_filesz = n;
             p.p_memsz = n;
         }
+        if layout.bss.is_some_and(|b| b.phdr == i) {
+            p.p_filesz = p.p_memsz;
+        }
         if p.p_type == elf::PT_PHDR {
             p.p_offset = layout.phoff();
             p.p_vaddr = layout.phdr_vaddr();
@@ -859,6 +928,26 @@ fn append_section_headers(
     let mut secs: Vec<Section> = elf.sections.clone();
     secs[shstrndx].sh_offset = str_off;
     secs[shstrndx].sh_size = strings.len() as u64;
+    // Sections whose bytes the file-backed .bss now covers move to the end.
+    if let Some(b) = layout.bss {
+        for (i, sec) in secs.iter_mut().enumerate() {
+            let end = sec.sh_offset.saturating_add(sec.sh_size);
+            let covered = sec.sh_offset < b.file_end && end > b.file_start;
+            if i == shstrndx || sec.sh_type == elf::SHT_NOBITS || sec.sh_size == 0 || !covered {
+                continue;
+            }
+            let Some(bytes) = elf.sections[i].data(elf.data) else {
+                continue;
+            };
+            let align = sec.sh_addralign.clamp(1, 4096);
+            let at = align_up(out.len() as u64, align).ok_or_else(overflow(input))?;
+            out.resize(at as usize, 0);
+            out.extend_from_slice(bytes);
+            sec.sh_offset = at;
+        }
+        let at = align_up(out.len() as u64, 8).ok_or_else(overflow(input))?;
+        out.resize(at as usize, 0);
+    }
     secs.extend(layout.sections(rx_size, slot_name, text_name));
     let shoff = out.len() as u64;
     for s in &secs {
@@ -960,6 +1049,7 @@ fn make_report(
         },
         soname: elf.dynamic.soname.clone(),
         needed: elf.dynamic.needed.clone(),
+        libraries: None,
         counts: report::Counts {
             sites: total,
             rewritten,

@@ -23,6 +23,8 @@ pub struct Report {
     /// `DT_SONAME` and `DT_NEEDED`.
     pub soname: Option<String>,
     pub needed: Vec<String>,
+    /// With `--root`: every library the program loads, found in the image.
+    pub libraries: Option<Vec<Library>>,
     pub counts: Counts,
     pub input_size: u64,
     pub output_size: u64,
@@ -48,6 +50,18 @@ pub struct Counts {
     pub sites: u64,
     pub rewritten: u64,
     pub kept: u64,
+}
+
+/// A library of the program, found in the image root.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Library {
+    /// Its `DT_NEEDED` name, where it is in the image, and the first object that needs it.
+    pub name: String,
+    pub path: Option<String>,
+    pub needed_by: String,
+    /// `relinked`, `needs relinking (N syscall sites)`, `no syscall sites`, `not found`, or
+    /// `cannot be relinked: REASON`.
+    pub status: String,
 }
 
 /// The entry point, and what sets the slot: the entry stub (a program) or the probe (a shared

@@ -319,17 +319,17 @@ fn file_level_errors_and_atomic_output() {
     std::fs::create_dir_all(&dir).unwrap();
     let missing = dir.join("missing");
     let out = dir.join("out");
-    let e = crate::relink_file(&missing, &out, None).unwrap_err();
+    let e = crate::relink_file(&missing, &out, None, None).unwrap_err();
     assert_eq!(
         e.to_string(),
         format!("{}: no such file", missing.display())
     );
-    let e = crate::relink_file(&dir, &out, None).unwrap_err();
+    let e = crate::relink_file(&dir, &out, None, None).unwrap_err();
     assert!(matches!(e, Error::IsDirectory { .. }));
     let text = dir.join("text");
     std::fs::write(&text, b"not a program").unwrap();
     assert!(matches!(
-        crate::relink_file(&text, &out, None),
+        crate::relink_file(&text, &out, None, None),
         Err(Error::NotElf { .. })
     ));
     assert!(!out.exists());
@@ -337,11 +337,11 @@ fn file_level_errors_and_atomic_output() {
     let good = build(&Options::default()).bytes;
     std::fs::write(&prog, &good).unwrap();
     assert!(matches!(
-        crate::relink_file(&prog, &prog, None),
+        crate::relink_file(&prog, &prog, None, None),
         Err(Error::SameFile { .. })
     ));
     let report = dir.join("r.json");
-    let r = crate::relink_file(&prog, &out, Some(&report)).unwrap();
+    let r = crate::relink_file(&prog, &out, Some(&report), None).unwrap();
     assert_eq!(std::fs::read(&prog).unwrap(), good, "input modified");
     let parsed: crate::Report = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(parsed, r);
