@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build an application as a static x86-64 musl binary from its Debian 12 source package.
-#   apps/build.sh APP OUTDIR      APP: redis, nginx, memcached, or all
+#   apps/build.sh APP OUTDIR      APP: redis, nginx, memcached, redis-musl, or all
+# (redis-musl: redis linked dynamically against musl, as Alpine-based images have it.)
 #
 # Writes OUTDIR/APP/: rootfs/, a root-filesystem tree (the stripped static binary and the files
 # it needs to run: configuration, /etc/passwd and /etc/group); lupine.json, a lupine-init
@@ -24,7 +25,7 @@ die() { echo "apps/build.sh: $*" >&2; exit 1; }
 app=$1
 outdir=$2
 here=$(cd "$(dirname "$0")" && pwd)
-all_apps=(redis nginx memcached)
+all_apps=(redis nginx memcached redis-musl)
 
 if [ "$app" = all ]; then
   for a in "${all_apps[@]}"; do "$0" "$a" "$outdir"; done
@@ -40,7 +41,9 @@ srcdir=$cache/src/apt
 jobs=$(nproc)
 
 # Defines: sources (source package names), binary (path in the tree), version_args (an
-# argument that makes the binary print its version and exit) and app_build.
+# argument that makes the binary print its version and exit) and app_build; dynamic=musl for a
+# binary linked dynamically against musl.
+dynamic=
 # shellcheck source=/dev/null
 source "$here/$app/build.sh"
 
@@ -66,7 +69,8 @@ key=$( {
   echo "$app"
   cat "$0"
   while IFS= read -r f; do echo "== ${f#"$here"/}"; cat "$f"; done \
-    < <(find "$here/$app" "$here/rootfs" -type f ! -path "$here/$app/lupine.json" | LC_ALL=C sort)
+    < <(find "$here/$app" "$here/rootfs" "$here"/*/build.sh -type f ! -path "$here/$app/lupine.json" \
+        | LC_ALL=C sort -u)
   for p in "${sources[@]}"; do echo "$p $(src_versions "$p" | tr '\n' ' ')"; done
   musl-gcc --version | head -1
   dpkg-query -W -f='musl-dev ${Version}\n' musl-dev
@@ -148,9 +152,17 @@ if [ ! -f "$result/build-info.json" ]; then
   bin=$stage/$binary
   [ -x "$bin" ] || die "$app: $binary not built"
   strip "$bin"
-  # Static means no program interpreter (and so no shared libraries at all).
-  if readelf -lW "$bin" | grep -q INTERP; then die "$app: $binary has a PT_INTERP: not static"; fi
-  if readelf -dW "$bin" 2>/dev/null | grep -q NEEDED; then die "$app: $binary needs shared libraries"; fi
+  if [ "$dynamic" = musl ]; then
+    # musl's libc.so is its dynamic linker too: the one library of the image.
+    interp=$(readelf -lW "$bin" | sed -n 's/.*Requesting program interpreter: \(.*\)]/\1/p')
+    [ "$interp" = /lib/ld-musl-x86_64.so.1 ] || die "$app: $binary's interpreter is '$interp'"
+    install -D -m 755 /usr/lib/x86_64-linux-musl/libc.so "$stage/lib/ld-musl-x86_64.so.1"
+    dependency_flags+=("musl libc.so: $(dpkg-query -W -f='${Version}' musl), as /lib/ld-musl-x86_64.so.1")
+  else
+    # Static means no program interpreter (and so no shared libraries at all).
+    if readelf -lW "$bin" | grep -q INTERP; then die "$app: $binary has a PT_INTERP: not static"; fi
+    if readelf -dW "$bin" 2>/dev/null | grep -q NEEDED; then die "$app: $binary needs shared libraries"; fi
+  fi
   binver=$("$bin" "$version_args" 2>&1) || die "$app: '$binary $version_args' failed: $binver"
   binver=${binver%%$'\n'*}
 

@@ -3,7 +3,10 @@
 profile, as ratios to the `microvm` baseline (Firecracker's 6.1 guest config): the paper's
 Table 4 ("A Linux in Unikernel Clothing", EuroSys '20) on this machine.
 
-Apps: redis and nginx as apps/build.sh builds them (target/apps/APP: rootfs/, lupine.json). Each
+Apps: redis and nginx as apps/build.sh builds them (target/apps/APP: rootfs/, lupine.json), and
+redis-deb and nginx-deb, Debian 12's own packages as apps/debian.sh unpacks them (dynamically
+linked: on the +kml disks lupine-image relinks their libc.so.6 and ld.so; their columns use the
+static app's profiles, lupine-redis and lupine-nginx). Each
 becomes an OCI image layout (a tar of rootfs/ owned by root; a config starting the app with
 Entrypoint/Cmd/WorkingDir from lupine.json's "app", as its Docker image would) plus a manifest
 fragment (the rest of lupine.json, and eth0 10.0.2.15/24 with its default route via QEMU's
@@ -46,7 +49,7 @@ redis-benchmark's default 50, with which runs often hang for ~100 s in a handsha
 that still stalls or sees a connection reset is retried on a fresh boot (twice at most);
 failed requests, non-2xx answers or a wrong reply end the benchmark instead.
 
-usage: [LUPINE_ACCEL=kvm] bench/apps.py [RUNS] [--quick] [--apps redis|nginx|redis,nginx]
+usage: [LUPINE_ACCEL=kvm] bench/apps.py [RUNS] [--quick] [--apps redis,nginx,redis-deb,nginx-deb]
        (default RUNS=5; TCG)
   --quick: RUNS=1, small loads, memory to 16 MiB: a smoke run.
 """
@@ -61,6 +64,13 @@ APPS = {  # app: (guest port, first-request probe, its good answer's start, benc
     "nginx": (80, b"GET /index.html HTTP/1.0\r\n\r\n", b"HTTP/1.1 200 ",
               ["nginx-conn", "nginx-sess"]),
 }
+APPS["redis-deb"] = APPS["redis"]
+APPS["nginx-deb"] = APPS["nginx"]
+
+
+def kind(app):
+    """redis or nginx: the server an app is (its load, its profile)."""
+    return app.removesuffix("-deb")
 # Profile per column, APP standing for the app's name; a +kml profile is booted with kml=on
 # unless the column ends in " kml=off".
 COLUMNS = ["microvm", "lupine-general", "lupine-APP", "lupine-APP+kml kml=off", "lupine-APP+kml"]
@@ -112,7 +122,7 @@ def log(msg):
 
 
 def profile_of(column, app):
-    return column.split()[0].replace("APP", app)
+    return column.split()[0].replace("APP", kind(app))
 
 
 def kml_on(column):
@@ -198,9 +208,11 @@ def disk(app, relink, lupine_image, init, work):
         # kml_counts in front of it.
         tree = os.path.join(d, "rootfs")
         shutil.copytree(os.path.join(build, "rootfs"), tree, symlinks=True)
+        # (Debian's /usr/bin/redis-server is a relative link to redis-check-rdb.)
         exe = os.path.basename(start["path"])
         os.makedirs(os.path.join(tree, "trusted"))
-        os.rename(tree + start["path"], os.path.join(tree, "trusted", exe))
+        shutil.copy(os.path.realpath(tree + start["path"]), os.path.join(tree, "trusted", exe))
+        os.remove(tree + start["path"])
         os.symlink("/trusted/" + exe, tree + start["path"])
         sh("musl-gcc", "-static", "-O2", "-o", os.path.join(tree, "kml_counts"),
            os.path.join(lib.HERE, "kml_counts.c"))
@@ -442,7 +454,7 @@ def ab(vm, n, c, keepalive):
 
 
 def bench(app, vm):
-    if app == "redis":
+    if kind(app) == "redis":
         return redis_bench(vm, REDIS_N, REDIS_C)
     return {"nginx-conn": ab(vm, NGINX_N, NGINX_C, False),
             "nginx-sess": ab(vm, NGINX_N, NGINX_C, True)}
@@ -450,7 +462,7 @@ def bench(app, vm):
 
 def short_load(app, vm):
     """1000 redis SETs / 200 nginx GETs, all answered."""
-    if app == "redis":
+    if kind(app) == "redis":
         out = run_tool(["redis-benchmark", "-h", "127.0.0.1", "-p", str(vm.port), "-t", "set",
                         "-n", "1000", "-c", "2", "--csv"], vm)
         if not re.search(r'^"SET","[\d.]+"', out, re.M) or \
@@ -570,7 +582,8 @@ def main():
     init = lib.lupine_init()
     for app in SELECTED:
         if not os.path.exists(os.path.join(TOP, "target/apps", app, "lupine.json")):
-            sh(os.path.join(TOP, "apps/build.sh"), app, os.path.join(TOP, "target/apps"),
+            script = "apps/debian.sh" if app.endswith("-deb") else "apps/build.sh"
+            sh(os.path.join(TOP, script), kind(app), os.path.join(TOP, "target/apps"),
                stdout=subprocess.DEVNULL)
     results = {}  # (app, column): measure()
     with tempfile.TemporaryDirectory(prefix="lupine-bench-apps-") as work:
@@ -598,7 +611,8 @@ def main():
 
     for app in SELECTED:
         for r in APPS[app][3]:
-            row(f"{r} (req/s)", app, r, lambda v: f"{v:,.0f}")
+            label = r if app == kind(app) else f"{r} ({app})"
+            row(f"{label} (req/s)", app, r, lambda v: f"{v:,.0f}")
     for app in SELECTED:
         row(f"{app} boot-to-first-request (ms)", app, "boot", lambda v: f"{v * 1000:,.0f}")
     for app in SELECTED:

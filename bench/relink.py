@@ -7,9 +7,17 @@
   relinked copy under the emulated KML launcher (relinker/tests/support/kmlrun.c: every call
   goes through its AT_SYSINFO stand-in, which counts it and makes the real syscall). Medians
   of RUNS runs of CALLS calls each, the variants interleaved.
-- The share of syscall sites rewritten in each program of the test corpus (from the reports).
-- Rewriting speed for Debian's busybox-static (/bin/busybox): input size over the median
-  wall time of the release build of lupine-relink.
+- The same null system call in a dynamically linked program through the C library relinked
+  (musl's libc.so; glibc's libc.so.6 and ld-linux-x86-64.so.2), as a ratio to the system's
+  copy of the library, both run through the dynamic linker named on the command line
+  (`DIR/libc.so PROG`, `DIR/ld-linux-x86-64.so.2 --library-path DIR PROG`): the probing
+  trampoline's real-syscall path (goal at most 1.03).
+- The share of syscall sites rewritten in each program of the test corpus and in each of the
+  C libraries (from the reports).
+- Rewriting speed for Debian's busybox-static (/bin/busybox) and glibc's libc.so.6: input size
+  over the median CPU time (user + system) of the release build of lupine-relink, and over its
+  median wall time, which includes waiting for the disk to take the output (lupine-relink
+  fsyncs it before the rename) (goal for libc.so.6: at least 50 MB/s).
 - Coverage as a user meets it: of all the system calls a relinked program makes at run time
   (under `strace -f -i -k`, kept sites included), the share made from the code lupine-relink
   added. For each corpus program (run once, without arguments) and for the apps of apps/
@@ -17,7 +25,10 @@
   under ab (with and without keep-alive), memcached under a small client's sets and gets.
   What the added code did not make is listed by name; by rule those can only be rt_sigreturn,
   clone, clone3, vfork, exit and munmap in musl's __unmapself (they cannot return through a
-  call).
+  call). The same for the dynamically linked apps (apps/debian.sh's redis and nginx, glibc;
+  apps/build.sh's redis-musl): every library of the image that has syscall sites is relinked,
+  the program (unmodified) runs through the relinked dynamic linker, and a call counts as from
+  the added code when its first frame is in the added segment of a relinked library.
 
 usage: bench/relink.py [RUNS] [CALLS]   (defaults 9 and 2000000)
 """
@@ -273,6 +284,172 @@ def null_cost(cmd):
     return float(out(*cmd, str(CALLS)).strip())
 
 
+# Dynamically linked apps: (image, its program, its C library, the static app whose load it takes).
+DYNAMIC_APPS = {"redis-deb": ("usr/bin/redis-server", "glibc", "redis"),
+                "nginx-deb": ("usr/sbin/nginx", "glibc", "nginx"),
+                "redis-musl": ("usr/local/bin/redis-server", "musl", "redis")}
+IMAGE_LIBS = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "lib", "usr/lib"]
+
+
+def relink_image_libs(relinker, rootfs, into):
+    """Relinks every shared object of the image that has syscall sites into `into`; returns
+    {path of the copy: its report}."""
+    done, seen = {}, set()
+    for d in IMAGE_LIBS:
+        for f in sorted(glob.glob(os.path.join(rootfs, d, "*"))):
+            real = os.path.realpath(f)
+            name = os.path.basename(f)
+            if not os.path.isfile(real) or real in seen or ".so" not in name:
+                continue
+            seen.add(real)
+            dst = os.path.join(into, name)
+            r = subprocess.run([relinker, real, "-o", dst, "--report", dst + ".json"],
+                               capture_output=True)
+            if r.returncode == 0:
+                with open(dst + ".json") as fh:
+                    rep = json.load(fh)
+                if rep["counts"]["sites"]:
+                    done[os.path.realpath(dst)] = rep
+                else:
+                    os.remove(dst)
+    return done
+
+
+def dynamic_runtime_row(relinker, app):
+    """The share of run-time calls from the added code of an image's relinked libraries, with
+    the image's program (unmodified) under its static counterpart's load."""
+    program, libc, load_of = DYNAMIC_APPS[app]
+    if not os.path.exists(os.path.join(APPS, app, "lupine.json")):
+        script = "debian.sh" if app.endswith("-deb") else "build.sh"
+        sh(os.path.join(TOP, "apps", script), app.removesuffix("-deb"), APPS,
+           stdout=subprocess.DEVNULL)
+    rootfs = os.path.join(APPS, app, "rootfs")
+    work = tempfile.mkdtemp(prefix="lupine-bench-relink-dyn-")
+    try:
+        rel = os.path.join(work, "lib")
+        os.makedirs(rel)
+        libs = relink_image_libs(relinker, rootfs, rel)
+        exe = os.path.join(rootfs, program)
+        if libc == "musl":
+            shutil.copy(os.path.join(rel, "ld-musl-x86_64.so.1"), os.path.join(rel, "libc.so"))
+            loader = [os.path.join(rel, "libc.so")]
+            libs[os.path.realpath(os.path.join(rel, "libc.so"))] = \
+                libs[os.path.realpath(os.path.join(rel, "ld-musl-x86_64.so.1"))]
+        else:
+            path = ":".join([rel] + [os.path.join(rootfs, d) for d in IMAGE_LIBS])
+            loader = [os.path.join(rel, "ld-linux-x86-64.so.2"), "--library-path", path]
+        cmd, port, run = APP_LOADS[load_of](exe, work)
+        if load_of == "nginx":
+            # Debian's nginx keeps its temporary files under /var/lib/nginx: here, the prefix.
+            conf = cmd[-1]
+            with open(conf) as f:
+                text = f.read().replace("http {", "http {\n" + "".join(
+                    f"    {m}_temp_path {work}/{m};\n"
+                    for m in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")), 1)
+            with open(conf, "w") as f:
+                f.write(text)
+        trace = os.path.join(work, "trace")
+        traced(loader + cmd, trace, run, port, app)
+        added, total, others = 0, 0, {}
+        for name in glob.glob(trace + ".*"):
+            call = None
+            with open(name) as f:
+                for line in f:
+                    m = CALL.match(line)
+                    if m:
+                        call = m.group(2) if m.group(2) != "execve" else None
+                        total += call is not None
+                        continue
+                    fm = FRAME.match(line)
+                    if fm and call:
+                        rep = libs.get(os.path.realpath(fm.group(1)))
+                        seg = rep and rep["code_segment"]
+                        off = int(fm.group(2), 16)
+                        lo = int(seg["vaddr"], 16) if seg else 0
+                        if call != "rt_sigreturn" and seg and lo <= off - 2 < lo + seg["size"]:
+                            added += 1
+                        else:
+                            where = "" if rep else f" in {os.path.basename(fm.group(1))}"
+                            others[call + where] = others.get(call + where, 0) + 1
+                        call = None
+    finally:
+        shutil.rmtree(work)
+    rest = ", ".join(f"{k} {v}" for k, v in sorted(others.items()))
+    relinked = len({id(r) for r in libs.values()})
+    return (f"run-time calls from the added code: {app} ({libc}, {relinked} libraries "
+            f"relinked) under {APP_LOADS[load_of].__doc__}",
+            f"{added} of {total}",
+            f"{100.0 * added / max(total, 1):.2f}%" + (f" (others: {rest})" if rest else ""))
+
+
+def speed_row(relinker, path, label, goal=""):
+    """Rewriting speed for `path`: MB/s by median CPU time, and by median wall time."""
+    import resource
+    size = os.path.getsize(path)
+    dst = os.path.join(OUT, "relinked", os.path.basename(path) + "-speed")
+    cpus, walls = [], []
+    for _ in range(max(RUNS, 5)):
+        r0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+        sh(relinker, path, "-o", dst, stderr=subprocess.DEVNULL)
+        r1, t1 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+        cpus.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
+        walls.append(t1 - t0)
+    cpu, wall = statistics.median(cpus), statistics.median(walls)
+    return (f"rewriting speed, {label} ({size / 1e6:.2f} MB): by CPU time; by wall time",
+            f"{size / 1e6 / max(cpu, 1e-6):.1f} MB/s; {size / 1e6 / wall:.1f} MB/s",
+            f"{cpu * 1000:.0f} ms CPU, {wall * 1000:.0f} ms wall{goal}")
+
+
+# The system's C libraries with syscall sites, per C library, and how a program is run with the
+# copies in a directory.
+LIBS = {"musl": ["/usr/lib/x86_64-linux-musl/libc.so"],
+        "glibc": ["/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"]}
+
+
+def through(libc, d, prog):
+    if libc == "musl":
+        return [os.path.join(d, "libc.so"), prog]
+    return [os.path.join(d, "ld-linux-x86-64.so.2"), "--library-path", d, prog]
+
+
+def dynamic_rows(relinker):
+    """Null system call through each relinked C library, its sites, libc.so.6's speed."""
+    rows, variants = [], {}
+    for libc, libs in LIBS.items():
+        orig, new = (os.path.join(OUT, "libs", k, libc) for k in ("orig", "relinked"))
+        os.makedirs(orig, exist_ok=True)
+        os.makedirs(new, exist_ok=True)
+        for lib_path in libs:
+            name = os.path.basename(lib_path)
+            shutil.copy(lib_path, os.path.join(orig, name))
+            rep = os.path.join(new, name + ".json")
+            sh(relinker, lib_path, "-o", os.path.join(new, name), "--report", rep,
+               stderr=subprocess.DEVNULL)
+            with open(rep) as f:
+                c = json.load(f)["counts"]
+            rows.append((f"sites rewritten: {libc} {name}", f"{c['rewritten']} of {c['sites']}",
+                         f"{100.0 * c['rewritten'] / max(c['sites'], 1):.1f}%"))
+        prog = os.path.join(OUT, "orig", f"null_syscall-{libc}-dyn")
+        sh("musl-gcc" if libc == "musl" else "gcc", "-O2", "-o", prog,
+           os.path.join(HERE, "null_syscall.c"))
+        variants[(libc, "system")] = through(libc, orig, prog)
+        variants[(libc, "relinked")] = through(libc, new, prog)
+    times = {k: [] for k in variants}
+    for _ in range(RUNS):
+        for k, cmd in variants.items():
+            times[k].append(null_cost(cmd))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for libc in LIBS:
+        base, r = med[(libc, "system")], med[(libc, "relinked")]
+        rows.append((f"null syscall, dynamically linked, {libc}'s library as the system has it",
+                     f"{base:.1f} ns", ""))
+        rows.append((f"null syscall, dynamically linked, through the relinked {libc} library "
+                     "(no KML: probe once, then real-syscall path)",
+                     f"{r:.1f} ns", f"{r / base:.3f} (goal <= 1.03)"))
+    rows.append(speed_row(relinker, LIBS["glibc"][0], "glibc libc.so.6", " (goal >= 50 MB/s)"))
+    return rows
+
+
 def main():
     sh(os.path.join(TOP, "apps", "build.sh"), "all", APPS, stdout=subprocess.DEVNULL)
     relinker, kmlrun, null, corpus = build()
@@ -313,23 +490,17 @@ def main():
                      f"{100.0 * c['rewritten'] / max(c['sites'], 1):.1f}%"
                      + (f" (kept: {kept})" if kept else "")))
 
-    bb = "/bin/busybox"
-    size = os.path.getsize(bb)
-    dst = os.path.join(OUT, "relinked", "busybox-speed")
-    walls = []
-    for _ in range(max(RUNS, 5)):
-        t0 = time.perf_counter()
-        sh(relinker, bb, "-o", dst, stderr=subprocess.DEVNULL)
-        walls.append(time.perf_counter() - t0)
-    wall = statistics.median(walls)
-    rows.append((f"rewriting speed, busybox-static ({size / 1e6:.2f} MB)",
-                 f"{size / 1e6 / wall:.1f} MB/s", f"{wall * 1000:.0f} ms"))
+    rows.append(speed_row(relinker, "/bin/busybox", "busybox-static"))
+
+    rows.extend(dynamic_rows(relinker))
 
     for name in corpus:
         rows.append(runtime_row(f"run-time calls from the added code: {name}", name, None))
     for app, load in APP_LOADS.items():
         rows.append(runtime_row(f"run-time calls from the added code: {app} under {load.__doc__}",
                                 app, load))
+    for app in DYNAMIC_APPS:
+        rows.append(dynamic_runtime_row(relinker, app))
 
     print(f"| bench/relink: {RUNS} runs of {CALLS} calls, medians | value | ratio / note |")
     print("|---|---|---|")

@@ -24,6 +24,7 @@ echo "lupine-init: $size bytes (limit $limit)"
 # $LUPINE_KERNEL_DIR/PROFILE/bzImage and $LUPINE_APPS_DIR/APP.
 export LUPINE_APPS_DIR=$PWD/target/apps
 apps/build.sh all "$LUPINE_APPS_DIR" >/dev/null
+apps/debian.sh all "$LUPINE_APPS_DIR" >/dev/null
 export LUPINE_KERNEL_DIR=$PWD/target/kernel
 for profile in lupine-base lupine-general microvm lupine-redis lupine-nginx lupine-memcached \
                lupine-base+kml lupine-general+kml+userns+preempt+kprobes; do

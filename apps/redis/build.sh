@@ -5,6 +5,8 @@
 sources=(redis)
 binary=usr/local/bin/redis-server
 version_args=--version
+# How redis-server links (apps/redis-musl/build.sh: dynamically, against musl).
+redis_link=(LDFLAGS=-static)
 
 app_build() {
   local s=${src[redis]}
@@ -14,7 +16,7 @@ app_build() {
   # link with the bundled jemalloc fails.
   run "revert Debian patch 0004" patch -R -p1 -d "$s" \
     -i "$s/debian/patches/0004-Add-support-for-USE_SYSTEM_JEMALLOC-flag.patch"
-  configure_flags=(CC=musl-gcc MALLOC=jemalloc USE_SYSTEMD=no BUILD_TLS=no LDFLAGS=-static)
+  configure_flags=(CC=musl-gcc MALLOC=jemalloc USE_SYSTEMD=no BUILD_TLS=no "${redis_link[@]}")
   run "make redis-server" make -C "$s/src" -j"$jobs" "${configure_flags[@]}" redis-server
   install -D -m 755 "$s/src/redis-server" "$stage/$binary"
   install -D -m 644 "$here/redis/redis.conf" "$stage/etc/redis/redis.conf"

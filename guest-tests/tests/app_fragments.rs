@@ -36,9 +36,8 @@ fn app_fragments_hold_every_option_their_binaries_need() {
         let binary = dir.join(format!("rootfs{}", info["binary"].as_str().unwrap()));
         let findings = lupine_config::derive_file(&binary).unwrap();
         let derived = options(&lupine_config::render(&[findings], None));
-        let fragment = options(
-            &std::fs::read_to_string(configs.join(format!("apps/{name}.config"))).unwrap(),
-        );
+        let fragment =
+            options(&std::fs::read_to_string(configs.join(format!("apps/{name}.config"))).unwrap());
         for o in derived.difference(&base) {
             let left_out = LEFT_OUT.iter().any(|(a, opt, _)| *a == name && opt == o);
             if !fragment.contains(o) && !left_out {
@@ -49,7 +48,9 @@ fn app_fragments_hold_every_option_their_binaries_need() {
                 ));
             }
             if fragment.contains(o) && left_out {
-                problems.push(format!("{name}: CONFIG_{o} is in the fragment and in LEFT_OUT"));
+                problems.push(format!(
+                    "{name}: CONFIG_{o} is in the fragment and in LEFT_OUT"
+                ));
             }
         }
         for (a, o, _) in LEFT_OUT.iter().filter(|(a, _, _)| *a == name) {

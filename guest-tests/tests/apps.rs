@@ -50,6 +50,7 @@ fn disk(name: &str, tmp: &TempDir) -> PathBuf {
         size_mib: None,
         ref_name: None,
         report: None,
+        kernel_fragment: None,
         verbose: false,
     })
     .unwrap_or_else(|e| panic!("lupine-image: {e}"));

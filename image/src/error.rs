@@ -47,6 +47,8 @@ pub enum Error {
     Output { path: String, what: String },
     /// Relinking a program failed for a reason other than "not relinkable".
     Relink { path: String, what: String },
+    /// The kernel fragment of the entry point cannot be derived.
+    Fragment { path: String, what: String },
 }
 
 impl fmt::Display for Error {
@@ -79,6 +81,7 @@ impl fmt::Display for Error {
             Error::Tool { tool, what } => write!(f, "{tool}: {what}"),
             Error::Output { path, what } => write!(f, "{path}: {what}"),
             Error::Relink { path, what } => write!(f, "relinking {path}: {what}"),
+            Error::Fragment { path, what } => write!(f, "kernel fragment of {path}: {what}"),
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod cpio;
 pub mod error;
 pub mod ext4;
+pub mod fragment;
 pub mod layers;
 pub mod manifest;
 pub mod oci;
@@ -40,6 +41,8 @@ pub struct Options {
     pub size_mib: Option<u64>,
     pub ref_name: Option<String>,
     pub report: Option<PathBuf>,
+    /// Where to write the Kconfig fragment the entry point and what it loads need.
+    pub kernel_fragment: Option<PathBuf>,
     /// Print one line per relinked or skipped program to stderr.
     pub verbose: bool,
 }
@@ -135,6 +138,10 @@ pub fn build(o: &Options) -> Result<Built> {
     let text = serde_json::to_string_pretty(&manifest).unwrap_or_default() + "\n";
     tree.put_file("etc/lupine.json", text.into_bytes(), 0o644);
 
+    let fragment_text = match &o.kernel_fragment {
+        Some(_) => Some(fragment::derive(&tree, &manifest)?),
+        None => None,
+    };
     let relinked = o
         .relink
         .then(|| relink::relink_tree(&mut tree, &["lupine-init"], o.verbose));
@@ -149,6 +156,13 @@ pub fn build(o: &Options) -> Result<Built> {
     if let (Some(path), Some(s)) = (&o.report, &relinked) {
         let text = serde_json::to_string_pretty(s).unwrap_or_default() + "\n";
         fs::write(path, text).map_err(error::io(path.display(), "write"))?;
+    }
+    if let (Some(path), Some(text)) = (&o.kernel_fragment, &fragment_text) {
+        lupine_relink::write_atomically(path, text.as_bytes(), 0o644).map_err(|e| Error::Io {
+            file: path.display().to_string(),
+            op: "write",
+            source: std::io::Error::other(e.to_string()),
+        })?;
     }
     fs::rename(&tmp, &o.output).map_err(error::io(o.output.display(), "rename into place"))?;
     Ok(Built {

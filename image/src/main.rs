@@ -7,11 +7,14 @@ use lupine_image::{Format, Options};
 
 const USAGE: &str =
     "usage: lupine-image IMAGE -o OUTPUT --init PATH/TO/lupine-init [--manifest FRAGMENT.json] \
-[--relink] [--format ext4|initramfs] [--size MiB] [--ref NAME] [--report PATH] [--quiet]
+[--relink] [--format ext4|initramfs] [--size MiB] [--ref NAME] [--report PATH]
+[--kernel-fragment PATH] [--quiet]
 
 IMAGE is an OCI image layout directory or a `docker save` tarball. OUTPUT is an ext4 image
 (boot with init=/lupine-init) or, with --format initramfs, a cpio archive (gzipped if it ends
-in .gz; boot with rdinit=/lupine-init).";
+in .gz; boot with rdinit=/lupine-init). --kernel-fragment writes the Kconfig fragment the
+image's program needs (lupine-config's, for it and every library it loads), to build a kernel
+profile with kernel-patches/build.sh.";
 
 fn usage(msg: &str) -> ! {
     eprintln!("lupine-image: {msg}\n{USAGE}");
@@ -30,6 +33,7 @@ fn parse(args: &[String]) -> Options {
         size_mib: None,
         ref_name: None,
         report: None,
+        kernel_fragment: None,
         verbose: true,
     };
     let (mut output, mut init) = (None, None);
@@ -65,6 +69,7 @@ fn parse(args: &[String]) -> Options {
             }
             "--ref" => o.ref_name = Some(value(a)),
             "--report" => o.report = Some(PathBuf::from(value(a))),
+            "--kernel-fragment" => o.kernel_fragment = Some(PathBuf::from(value(a))),
             s if s.starts_with('-') && s != "-" => usage(&format!("unknown option {s}")),
             s => {
                 if image.replace(PathBuf::from(s)).is_some() {

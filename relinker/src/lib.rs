@@ -1,5 +1,6 @@
-//! `lupine_relink`: rewrites the `syscall` instructions of static x86-64 programs into calls
-//! through Kernel Mode Linux's `AT_SYSINFO` entry, with a real `syscall` as the fallback.
+//! `lupine_relink`: rewrites the `syscall` instructions of x86-64 programs and shared objects
+//! into calls through Kernel Mode Linux's `AT_SYSINFO` entry, with a real `syscall` as the
+//! fallback.
 //!
 //! ```no_run
 //! let report = lupine_relink::relink_file(
@@ -9,10 +10,11 @@
 //! ```
 //!
 //! What it does, in order:
-//! 1. Reads and checks the input ([`elf`]): a static `ET_EXEC` or static-PIE (`ET_DYN` without
-//!    `PT_INTERP`) x86-64 program; anything else (dynamically linked, 32-bit, another machine,
-//!    not ELF, truncated or malformed headers, a shared library, a Go program, a program
+//! 1. Reads and checks the input ([`elf`]): an x86-64 program (static `ET_EXEC` or static-PIE,
+//!    or dynamically linked) or shared object ([`elf::Kind`]); anything else (32-bit, another
+//!    machine, not ELF, truncated or malformed headers, text relocations, a Go program, a file
 //!    already relinked) is refused with an [`Error`] whose `Display` is one line naming the file.
+//!    [`needed`] finds a dynamic program's libraries in an image root.
 //! 2. Decodes the code and collects branch targets ([`analyze`]): direct branches and calls,
 //!    symbol starts and ends, RIP-relative operands, immediates and absolute displacements that
 //!    point into code, static-PIE relocation addends (`R_X86_64_RELATIVE`, `IRELATIVE`),
@@ -28,7 +30,8 @@
 //!    certain.
 //! 4. Lays out and writes the output ([`relink`]): the windows become `jmp rel32` + `int3` to
 //!    trampolines from [`kml_shim`], in one new R+X segment with the moved program header table
-//!    and the entry stub, with the copies of moved cancellation points (their functions' first
+//!    and the entry stub (in a shared object, the probe that asks the kernel for the entry:
+//!    [`kml_shim::probe`]), with the copies of moved cancellation points (their functions' first
 //!    instructions jump there, and the handler's bounds name the copy's); the slot is one new
 //!    R+W segment. Trampolines and copies inside functions that have unwind information get
 //!    FDEs that mirror the original rows ([`cfi`]), found through a new `.eh_frame_hdr`

@@ -183,9 +183,18 @@ pub fn resolve(elf: &Elf<'_>, path: &str, read: &ReadFile<'_>) -> Vec<Library> {
     out
 }
 
-/// Reads `path` (absolute, as inside the image) under the directory `root`, following symbolic
-/// links as the image sees them (an absolute target is taken from `root`, `..` never leaves it).
-pub fn read_in_root(root: &Path, path: &str) -> Option<Vec<u8>> {
+/// What is at an absolute path of an image, for [`resolve_links`].
+pub enum Entry {
+    /// A symbolic link, and its target.
+    Link(String),
+    /// Anything else, or nothing.
+    Other,
+}
+
+/// `path` (absolute, as inside an image) with every symbolic link on the way followed as the
+/// image sees it (an absolute target starts again from the image's root, `..` never leaves it),
+/// asking `entry` what each path is; `None` for a loop.
+pub fn resolve_links(path: &str, entry: &dyn Fn(&str) -> Entry) -> Option<String> {
     let mut hops = 0;
     let mut todo: VecDeque<String> = split(path);
     let mut at: Vec<String> = Vec::new();
@@ -194,29 +203,38 @@ pub fn read_in_root(root: &Path, path: &str) -> Option<Vec<u8>> {
             at.pop();
             continue;
         }
-        let mut here = root.to_path_buf();
-        here.extend(at.iter());
-        here.push(&c);
-        match std::fs::read_link(&here) {
-            Ok(target) => {
+        let here = format!(
+            "/{}",
+            at.iter().chain([&c]).cloned().collect::<Vec<_>>().join("/")
+        );
+        match entry(&here) {
+            Entry::Link(target) => {
                 hops += 1;
                 if hops > 40 {
                     return None;
                 }
-                let t = target.to_string_lossy().into_owned();
-                if t.starts_with('/') {
+                if target.starts_with('/') {
                     at.clear();
                 }
-                for (k, part) in split(&t).into_iter().enumerate() {
+                for (k, part) in split(&target).into_iter().enumerate() {
                     todo.insert(k, part);
                 }
             }
-            Err(_) => at.push(c),
+            Entry::Other => at.push(c),
         }
     }
-    let mut full = root.to_path_buf();
-    full.extend(at.iter());
-    std::fs::read(full).ok()
+    Some(format!("/{}", at.join("/")))
+}
+
+/// Reads `path` (absolute, as inside the image) under the directory `root`, following symbolic
+/// links as the image sees them.
+pub fn read_in_root(root: &Path, path: &str) -> Option<Vec<u8>> {
+    let under = |p: &str| root.join(p.trim_start_matches('/'));
+    let entry = |p: &str| match std::fs::read_link(under(p)) {
+        Ok(t) => Entry::Link(t.to_string_lossy().into_owned()),
+        Err(_) => Entry::Other,
+    };
+    std::fs::read(under(&resolve_links(path, &entry)?)).ok()
 }
 
 /// The normal components of a path (`.` and empty ones dropped, `..` kept).

@@ -292,6 +292,7 @@ pub fn options(image: &Path, output: &Path) -> lupine_image::Options {
         size_mib: None,
         ref_name: None,
         report: None,
+        kernel_fragment: None,
         verbose: false,
     }
 }
