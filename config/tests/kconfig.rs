@@ -234,7 +234,11 @@ fn bad_inputs_are_refused_with_one_line() {
         (missing.clone(), "no such file"),
         (d.clone(), "directory"),
         (text, "not an elf"),
-        (PathBuf::from("/bin/ls"), "static programs only"),
+        (PathBuf::from("/bin/ls"), "--root"),
+        (
+            PathBuf::from("/usr/lib/x86_64-linux-musl/libc.so"),
+            "shared object",
+        ),
     ];
     for (p, why) in cases {
         let out = lupine_config(&[&p]);
@@ -287,4 +291,53 @@ fn decode_all_matches_the_analysis() {
         assert!(!sites.is_empty());
         assert_eq!(sys, sites, "{name}");
     }
+}
+
+/// A dynamically linked musl program in an image root: its imports from libc.so give the
+/// options (epoll, eventfd, timerfd, AF_UNIX at its `socketpair` stub); without the
+/// interpreter in the root, an error naming it.
+#[test]
+fn dynamic_programs_are_read_with_their_image_root() {
+    let root = dir().join("root");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("lib")).unwrap();
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    let c = dir().join("epoll-dyn.c");
+    std::fs::write(&c, EPOLL_C).unwrap();
+    let exe = root.join("bin/epoll-dyn");
+    let out = Command::new("musl-gcc")
+        .args(["-O2", "-o"])
+        .arg(&exe)
+        .arg(&c)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r = Path::new("--root");
+    let missing = lupine_config(&[r, &root, &exe]);
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("/lib/ld-musl-x86_64.so.1") && err.contains("not in the image"),
+        "{err}"
+    );
+    std::fs::copy(
+        "/usr/lib/x86_64-linux-musl/libc.so",
+        root.join("lib/ld-musl-x86_64.so.1"),
+    )
+    .unwrap();
+    let text = fragment(&[r, &root, &exe]);
+    for want in ["EPOLL", "EVENTFD", "TIMERFD", "UNIX"] {
+        assert!(
+            text.contains(&format!("\nCONFIG_{want}=y\n")),
+            "no {want}:\n{text}"
+        );
+    }
+    assert!(text.contains("socket families AF_UNIX"), "{text}");
+    assert!(
+        text.contains("loads the C library /lib/ld-musl-x86_64.so.1"),
+        "{text}"
+    );
+    let not_dir = lupine_config(&[r, &exe, &exe]);
+    assert_eq!(not_dir.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&not_dir.stderr).contains("not a directory"));
 }
