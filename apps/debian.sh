@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build an application's root filesystem from Debian 12's own binary packages, unmodified.
-#   apps/debian.sh APP OUTDIR      APP: redis, nginx, or all
+#   apps/debian.sh APP OUTDIR      APP: redis, nginx, memcached, or all
 #
 # Writes OUTDIR/APP-deb/ as apps/build.sh writes OUTDIR/APP/: rootfs/ (the packages of
 # apps/debian/APP.packages, downloaded with `apt-get download` and unpacked with `dpkg-deb -x`,
@@ -22,7 +22,7 @@ die() { echo "apps/debian.sh: $*" >&2; exit 1; }
 app=$1
 outdir=$2
 here=$(cd "$(dirname "$0")" && pwd)
-all_apps=(redis nginx)
+all_apps=(redis nginx memcached)
 
 if [ "$app" = all ]; then
   for a in "${all_apps[@]}"; do "$0" "$a" "$outdir"; done

@@ -25,7 +25,8 @@
   under ab (with and without keep-alive), memcached under a small client's sets and gets.
   What the added code did not make is listed by name; by rule those can only be rt_sigreturn,
   clone, clone3, vfork, exit and munmap in musl's __unmapself (they cannot return through a
-  call). The same for the dynamically linked apps (apps/debian.sh's redis and nginx, glibc;
+  call). The same for the dynamically linked apps (apps/debian.sh's redis, nginx and
+  memcached, glibc;
   apps/build.sh's redis-musl): every library of the image that has syscall sites is relinked,
   the program (unmodified) runs through the relinked dynamic linker, and a call counts as from
   the added code when its first frame is in the added segment of a relinked library.
@@ -287,6 +288,7 @@ def null_cost(cmd):
 # Dynamically linked apps: (image, its program, its C library, the static app whose load it takes).
 DYNAMIC_APPS = {"redis-deb": ("usr/bin/redis-server", "glibc", "redis"),
                 "nginx-deb": ("usr/sbin/nginx", "glibc", "nginx"),
+                "memcached-deb": ("usr/bin/memcached", "glibc", "memcached"),
                 "redis-musl": ("usr/local/bin/redis-server", "musl", "redis")}
 IMAGE_LIBS = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "lib", "usr/lib"]
 

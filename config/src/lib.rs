@@ -1,5 +1,7 @@
-//! `lupine_config`: derives a Kconfig application fragment from static x86-64 programs, on top
-//! of lupine-relink's analysis (the same decoding, sites and branch targets it relinks by).
+//! `lupine_config`: derives a Kconfig application fragment from x86-64 programs, on top of
+//! lupine-relink's analysis (the same decoding, sites and branch targets it relinks by): static
+//! programs alone, dynamically linked ones with the libraries of their image
+//! ([`derive_dynamic`]: their imports from the C library count, by name and at their PLT stubs).
 //!
 //! ```no_run
 //! let findings = lupine_config::derive_file("hello".as_ref())?;

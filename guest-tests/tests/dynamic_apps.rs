@@ -1,12 +1,13 @@
-//! Dynamically linked apps, as real images ship them: Debian 12's own `redis-server` and `nginx`
-//! packages with their library dependencies (apps/debian.sh: `apt-get download`, `dpkg-deb -x`),
+//! Dynamically linked apps, as real images ship them: Debian 12's own `redis-server`, `nginx` and
+//! `memcached` packages with their library dependencies (apps/debian.sh: `apt-get download`, `dpkg-deb -x`),
 //! linked against glibc, and an Alpine-style redis (apps/build.sh redis-musl: the project's
 //! build linked against Debian's musl, whose `libc.so` is the interpreter). Each becomes an OCI
 //! image and a relinked ext4 disk through lupine-image, which relinks the C library (glibc's
 //! `libc.so.6` and `ld-linux-x86-64.so.2`, musl's `libc.so`); the programs themselves have no
 //! syscall site.
 //!
-//! - On lupine-general they serve the host's redis-benchmark and ab, as the static builds do.
+//! - On lupine-general they serve the host's redis-benchmark, ab and a memcached client, as the
+//!   static builds do.
 //! - On lupine-general+kml with `kml=on`, the executable under /trusted: the app runs at CPL 0,
 //!   and /proc/kml (read through bench/kml_counts.c, the app's parent, on a second port) shows
 //!   the call entries rising with the load, at least one per request: the relinked C library's
@@ -260,6 +261,51 @@ fn debian_nginx_serves_ab_on_lupine_general() {
     wait_ready(&vm, 80, b"GET / HTTP/1.0\r\n\r\n", b"HTTP/1.1 200");
     nginx_load(&vm, 500);
     stop(vm);
+}
+
+/// `n` memcached sets and gets of distinct keys on one connection, each answered right.
+/// Returns the requests made.
+fn memcached_load(vm: &Running, n: u32) -> u32 {
+    use std::io::{BufRead, BufReader, Write};
+    let s = std::net::TcpStream::connect(("127.0.0.1", vm.host_port(11211))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    let mut read = |r: &mut BufReader<std::net::TcpStream>| {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        line.clone()
+    };
+    for i in 0..n {
+        write!(w, "set k{i} 0 0 5\r\nv{:04}\r\nget k{i}\r\n", i % 10000).unwrap();
+        assert_eq!(read(&mut r), "STORED\r\n", "set k{i}");
+        assert_eq!(read(&mut r), format!("VALUE k{i} 0 5\r\n"), "get k{i}");
+        assert_eq!(read(&mut r), format!("v{:04}\r\n", i % 10000));
+        assert_eq!(read(&mut r), "END\r\n");
+    }
+    2 * n
+}
+
+#[test]
+fn debian_memcached_serves_sets_and_gets_on_lupine_general() {
+    let tmp = TempDir::new("deb-memcached-general").unwrap();
+    let (disk, _) = disk("memcached-deb", Disk::Plain, &tmp);
+    let vm = boot(&disk, GENERAL, "", &[11211]);
+    wait_ready(&vm, 11211, b"version\r\n", b"VERSION ");
+    memcached_load(&vm, 1000);
+    stop(vm);
+}
+
+#[test]
+fn debian_memcached_at_cpl0_calls_through_its_relinked_glibc() {
+    at_cpl0(
+        "memcached-deb",
+        11211,
+        b"version\r\n",
+        b"VERSION ",
+        memcached_load,
+    );
 }
 
 /// Call-entry system calls and raw `syscall` instructions of kernel-mode processes so far.

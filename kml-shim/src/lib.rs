@@ -101,7 +101,7 @@
 //! needs nothing but the stack: no relocation, no TLS, no C library, no `/proc`, so it works in
 //! the dynamic linker before it has relocated itself and in a PID 1 before any mount. Threads
 //! that race store the same value.
-
+//!
 //! # Cancellation points ([`cancel_point`])
 //!
 //! A C library's cancellation point is copied whole instead, with the KML call inside the
