@@ -24,32 +24,40 @@ fn read(tree: &Tree, path: &str) -> Option<Vec<u8>> {
 }
 
 /// The fragment for the program `manifest` starts (`app.path`), as lupine-config prints it.
+/// A `#!` script stands for its interpreter (the programs it runs are not followed).
 pub fn derive(tree: &Tree, manifest: &Value) -> Result<String> {
-    let path = manifest["app"]["path"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let app = manifest["app"]["path"].as_str().unwrap_or_default();
     let err = |what: String| Error::Fragment {
-        path: path.clone(),
+        path: app.to_string(),
         what,
     };
-    if !path.starts_with('/') {
+    if !app.starts_with('/') {
         return Err(err("app.path is not absolute".into()));
     }
-    let data = read(tree, &path).ok_or_else(|| err("not a file in the image".into()))?;
+    let mut path = app.to_string();
+    let mut data = read(tree, &path).ok_or_else(|| err("not a file in the image".into()))?;
+    let mut extra = manifest_needs(manifest);
+    if let Some(line) = data.strip_prefix(b"#!") {
+        let line = String::from_utf8_lossy(line.split(|&c| c == b'\n').next().unwrap_or(b""));
+        path = line
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        data = read(tree, &path)
+            .ok_or_else(|| err(format!("its interpreter {path} is not a file in the image")))?;
+        extra.push_str(&format!(
+            "# {app} is a #! script run by {path} (what it runs is not followed).\n\
+             CONFIG_BINFMT_SCRIPT=y\n"
+        ));
+    }
     let elf = Elf::parse(&path, &data).map_err(|e| err(e.to_string()))?;
     let findings = match elf.kind {
-        ElfKind::Static => vec![lupine_config::derive_bytes(&path, &data)],
-        _ => match lupine_config::derive_dynamic(&path, &path, &data, &|p| read(tree, p)) {
-            Ok(f) => f.into_iter().map(Ok).collect(),
-            Err(e) => vec![Err(e)],
-        },
-    };
-    let findings = findings
-        .into_iter()
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| err(e.to_string()))?;
-    Ok(lupine_config::render(&findings, None) + &manifest_needs(manifest))
+        ElfKind::Static => lupine_config::derive_bytes(&path, &data).map(|f| vec![f]),
+        _ => lupine_config::derive_dynamic(&path, &path, &data, &|p| read(tree, p)),
+    }
+    .map_err(|e| err(e.to_string()))?;
+    Ok(lupine_config::render(&findings, None) + &extra)
 }
 
 /// The options lupine-init needs to do what the manifest asks for the app.

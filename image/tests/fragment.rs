@@ -83,3 +83,33 @@ fn the_entry_points_fragment_comes_from_what_it_imports() {
     assert!(text.is_empty(), "a fragment was written: {text}");
     fs::remove_dir_all(&d).unwrap();
 }
+
+/// A `#!` entry point (as official images' docker-entrypoint.sh): its interpreter's fragment,
+/// and BINFMT_SCRIPT.
+#[test]
+fn a_script_entry_point_stands_for_its_interpreter() {
+    let d = scratch("fragment-script");
+    let busybox = fs::read("/bin/busybox").unwrap();
+    let layer = LayerTar::new()
+        .dir("bin", 0o755)
+        .file("bin/busybox", &busybox, 0o755)
+        .symlink("bin/sh", "busybox")
+        .file("entrypoint.sh", b"#!/bin/sh -e\nexec echo hi\n", 0o755)
+        .finish();
+    oci(
+        &d.join("oci"),
+        &Spec::new(vec![layer], json!({"Entrypoint": ["/entrypoint.sh"]})),
+    );
+    let mut o = options(&d.join("oci"), &d.join("root.ext4"));
+    let frag = d.join("app.config");
+    o.kernel_fragment = Some(frag.clone());
+    lupine_image::build(&o).unwrap();
+    let text = fs::read_to_string(&frag).unwrap();
+    assert!(text.contains("derived from sh"), "{text}");
+    assert!(text.contains("\nCONFIG_BINFMT_SCRIPT=y\n"), "{text}");
+    assert!(
+        text.contains("\nCONFIG_MULTIUSER=y\n"),
+        "busybox's setuid:\n{text}"
+    );
+    fs::remove_dir_all(&d).unwrap();
+}

@@ -70,8 +70,8 @@ fn ld_so_conf(path: &str, read: &ReadFile<'_>, dirs: &mut Vec<String>, depth: u3
         let line = line.split('#').next().unwrap_or("").trim();
         if let Some(pattern) = line.strip_prefix("include") {
             let pattern = pattern.trim();
-            // Only the common `DIR/*.conf` form, with the files the image names in its
-            // dpkg-style directory: Debian ships x86_64-linux-gnu.conf and libc.conf.
+            // Only the common `DIR/*.conf` form; a ReadFile cannot list a directory, so the
+            // files Debian ships there are tried.
             if let Some(dir) = pattern.strip_suffix("/*.conf") {
                 for f in [
                     "libc.conf",
