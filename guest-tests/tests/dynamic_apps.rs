@@ -1,8 +1,8 @@
 //! Dynamically linked apps, as real images ship them: Debian 12's own `redis-server`, `nginx` and
-//! `memcached` packages with their library dependencies (apps/debian.sh: `apt-get download`, `dpkg-deb -x`),
-//! linked against glibc, and an Alpine-style redis (apps/build.sh redis-musl: the project's
-//! build linked against Debian's musl, whose `libc.so` is the interpreter). Each becomes an OCI
-//! image and a relinked ext4 disk through lupine-image, which relinks the C library (glibc's
+//! `memcached` packages with their library dependencies (apps/debian.sh: `apt-get download`,
+//! `dpkg-deb -x`), linked against glibc, and an Alpine-style redis (apps/build.sh redis-musl: the
+//! project's build linked against Debian's musl, whose `libc.so` is the interpreter). Each becomes
+//! an OCI image and a relinked ext4 disk through lupine-image, which relinks the C library (glibc's
 //! `libc.so.6` and `ld-linux-x86-64.so.2`, musl's `libc.so`); the programs themselves have no
 //! syscall site.
 //!
@@ -37,8 +37,8 @@ enum Disk {
     Trusted,
 }
 
-/// Moves the program at `path` in `rootfs` (through symbolic links) to /trusted/NAME and leaves
-/// a symlink at `path`.
+/// Moves the program at `path` in `rootfs` (through relative symbolic links, as Debian's
+/// `redis-server -> redis-check-rdb`) to /trusted/NAME and leaves a symlink at `path`.
 fn move_to_trusted(rootfs: &Path, path: &str) {
     let link = rootfs.join(path.trim_start_matches('/'));
     let real = std::fs::canonicalize(&link).unwrap();
