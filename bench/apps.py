@@ -597,7 +597,7 @@ def main():
                 if (app, relink) not in disks:
                     log(f"disk for {app}{' (relinked)' if relink else ''}")
                     disks[app, relink] = disk(app, relink, lupine_image, init, work)
-                results[app, col] = measure(app, col.replace("APP", app), kernel,
+                results[app, col] = measure(app, col.replace("APP", kind(app)), kernel,
                                             disks[app, relink], work)
 
     head = " | ".join(COLUMNS)

@@ -64,3 +64,50 @@ fn sha256(path: &Path) -> Result<String> {
         .map(str::to_string)
         .ok_or_else(|| Error(format!("sha256sum {}: no digest", path.display())))
 }
+
+/// An app of `target/apps` as its container image would be: what [`app_image`] writes.
+pub struct AppImage {
+    /// The OCI image layout.
+    pub image: PathBuf,
+    /// The rest of the app's `lupine.json` and the VM's network, for `lupine-image --manifest`.
+    pub fragment: PathBuf,
+    /// The app's `app` object from `lupine.json` (`path`, `args`, `cwd`).
+    pub start: serde_json::Value,
+}
+
+/// The image of the app built in `build` (target/apps/APP: `lupine.json`) with `rootfs` as its
+/// one layer, written under `dir`: its config starts `entry` followed by the app's path
+/// (`Entrypoint`), with the app's arguments (`Cmd`), `PATH` and working directory, as its
+/// Docker image would; the manifest fragment gives eth0 10.0.2.15/24 via QEMU's 10.0.2.2.
+pub fn app_image(build: &Path, rootfs: &Path, entry: &[&str], dir: &Path) -> Result<AppImage> {
+    use serde_json::{json, Value};
+    let text = fs::read(build.join("lupine.json"))?;
+    let mut manifest: Value = serde_json::from_slice(&text).map_err(|e| Error(e.to_string()))?;
+    let start = manifest
+        .as_object_mut()
+        .and_then(|m| m.remove("app"))
+        .ok_or_else(|| Error(format!("{}: no app", build.display())))?;
+    let mut entrypoint: Vec<Value> = entry.iter().map(|e| json!(e)).collect();
+    entrypoint.push(start["path"].clone());
+    let mut config = json!({
+        "Entrypoint": entrypoint,
+        "Cmd": start["args"],
+        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+    });
+    if let Some(cwd) = start.get("cwd") {
+        config["WorkingDir"] = cwd.clone();
+    }
+    manifest["network"] = json!({
+        "interfaces": [{"name": "eth0", "addresses": ["10.0.2.15/24"]}],
+        "routes": [{"destination": "default", "gateway": "10.0.2.2"}],
+        "wait_s": 2,
+    });
+    let fragment = dir.join("fragment.json");
+    fs::write(&fragment, manifest.to_string())?;
+    let image = oci_layout(rootfs, &config.to_string(), &dir.join("oci"))?;
+    Ok(AppImage {
+        image,
+        fragment,
+        start,
+    })
+}

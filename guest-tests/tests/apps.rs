@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use guest_tests::{app, lupine_init, oci_layout, Running, TempDir, Vm, GENERAL};
+use guest_tests::{app, app_image, lupine_init, Running, TempDir, Vm, GENERAL};
 use lupine_image::{Format, Options};
 use serde_json::{json, Value};
 
@@ -19,32 +19,14 @@ use serde_json::{json, Value};
 /// lupine-image with `--relink`. Returns the ext4 disk.
 fn disk(name: &str, tmp: &TempDir) -> PathBuf {
     let build = app(name).unwrap();
-    let mut manifest: Value =
-        serde_json::from_slice(&std::fs::read(build.join("lupine.json")).unwrap()).unwrap();
-    let start = manifest.as_object_mut().unwrap().remove("app").unwrap();
-    let mut config = json!({
-        "Entrypoint": [start["path"]],
-        "Cmd": start["args"],
-        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-    });
-    if let Some(cwd) = start.get("cwd") {
-        config["WorkingDir"] = cwd.clone();
-    }
-    manifest["network"] = json!({
-        "interfaces": [{"name": "eth0", "addresses": ["10.0.2.15/24"]}],
-        "routes": [{"destination": "default", "gateway": "10.0.2.2"}],
-        "wait_s": 2,
-    });
-    let fragment = tmp.join("fragment.json");
-    std::fs::write(&fragment, manifest.to_string()).unwrap();
-    let image = oci_layout(&build.join("rootfs"), &config.to_string(), &tmp.join("oci")).unwrap();
+    let img = app_image(&build, &build.join("rootfs"), &[], tmp.path()).unwrap();
 
     let output = tmp.join("root.ext4");
     let built = lupine_image::build(&Options {
-        image,
+        image: img.image,
         output: output.clone(),
         init: lupine_init().unwrap(),
-        manifest: Some(fragment),
+        manifest: Some(img.fragment),
         relink: true,
         format: Format::Ext4,
         size_mib: None,
@@ -54,7 +36,7 @@ fn disk(name: &str, tmp: &TempDir) -> PathBuf {
         verbose: false,
     })
     .unwrap_or_else(|e| panic!("lupine-image: {e}"));
-    let binary = start["path"].as_str().unwrap();
+    let binary = img.start["path"].as_str().unwrap();
     let summary = built.relink.expect("--relink gives a summary");
     assert!(
         summary.relinked.iter().any(|r| r.path == binary),

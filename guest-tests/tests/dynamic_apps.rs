@@ -22,9 +22,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use guest_tests::{app, lupine_init, oci_layout, workspace_root, Running, TempDir, Vm, GENERAL};
+use guest_tests::{app, app_image, lupine_init, workspace_root, Running, TempDir, Vm, GENERAL};
 use lupine_image::{Format, Options};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Where bench/kml_counts.c answers with /proc/kml.
 const KML_PORT: u16 = 7777;
@@ -71,11 +71,11 @@ fn disk(app_name: &str, how: Disk, tmp: &TempDir) -> (PathBuf, String) {
         .status()
         .unwrap();
     assert!(st.success());
-    let mut manifest: Value =
+    let manifest: Value =
         serde_json::from_slice(&std::fs::read(build.join("lupine.json")).unwrap()).unwrap();
-    let start = manifest.as_object_mut().unwrap().remove("app").unwrap();
-    let path = start["path"].as_str().unwrap().to_string();
-    let mut entry = vec![json!(path)];
+    let path = manifest["app"]["path"].as_str().unwrap().to_string();
+    let port = KML_PORT.to_string();
+    let mut entry: Vec<&str> = Vec::new();
     if how == Disk::Trusted {
         move_to_trusted(&rootfs, &path);
         let counts = rootfs.join("kml_counts");
@@ -86,35 +86,16 @@ fn disk(app_name: &str, how: Disk, tmp: &TempDir) -> (PathBuf, String) {
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
-        entry = vec![
-            json!("/kml_counts"),
-            json!(KML_PORT.to_string()),
-            json!(path),
-        ];
+        entry = vec!["/kml_counts", &port];
     }
-    let mut config = json!({
-        "Entrypoint": entry,
-        "Cmd": start["args"],
-        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-    });
-    if let Some(cwd) = start.get("cwd") {
-        config["WorkingDir"] = cwd.clone();
-    }
-    manifest["network"] = json!({
-        "interfaces": [{"name": "eth0", "addresses": ["10.0.2.15/24"]}],
-        "routes": [{"destination": "default", "gateway": "10.0.2.2"}],
-        "wait_s": 2,
-    });
-    let fragment = tmp.join("fragment.json");
-    std::fs::write(&fragment, manifest.to_string()).unwrap();
-    let image = oci_layout(&rootfs, &config.to_string(), &tmp.join("oci")).unwrap();
+    let img = app_image(&build, &rootfs, &entry, tmp.path()).unwrap();
     let output = tmp.join("root.ext4");
     let kernel_fragment = tmp.join("app.config");
     let built = lupine_image::build(&Options {
-        image,
+        image: img.image,
         output: output.clone(),
         init: lupine_init().unwrap(),
-        manifest: Some(fragment),
+        manifest: Some(img.fragment),
         relink: true,
         format: Format::Ext4,
         size_mib: None,

@@ -114,7 +114,26 @@ fn run_corpus(name: &str, smp: u32, select: fn(&Case) -> bool) {
     let c = corpus();
     let tmp = TempDir::new(name).unwrap();
     let (initrd, cases, programs) = corpus_initramfs(c, &tmp, select);
-    let out = Vm::lupine_on(PROFILE, &initrd)
+    run_like_the_host(&initrd, smp, &cases, |case| {
+        c.program(&case.program).path.clone()
+    });
+    println!(
+        "{} runs of {} relinked programs at CPL 0 with {smp} vCPUs, same as on the host",
+        cases.len(),
+        programs
+    );
+}
+
+/// Boots `initrd` (its script from [`script`]) on `smp` vCPUs with `kml=on`; every case must
+/// end and print as on the host (the program at `host_path(case)`) and call through the KML
+/// entry, and the kernel log must have no warning. Returns the guest's output.
+fn run_like_the_host(
+    initrd: &std::path::Path,
+    smp: u32,
+    cases: &[(String, &Case)],
+    host_path: impl Fn(&Case) -> std::path::PathBuf,
+) -> Outcome {
+    let out = Vm::lupine_on(PROFILE, initrd)
         .unwrap()
         .smp(smp)
         .append("kml=on")
@@ -122,17 +141,15 @@ fn run_corpus(name: &str, smp: u32, select: fn(&Case) -> bool) {
         .run()
         .unwrap();
     out.assert_exit_status(0);
-
     let console = Console {
         out: &out,
         lines: out.lines().collect(),
     };
     let dmesg = console.section("dmesg-begin", "dmesg-end");
     assert!(dmesg.is_empty(), "kernel log:\n{dmesg}\n{out}");
-
     let mut problems = Vec::new();
     for (n, (path, case)) in cases.iter().enumerate() {
-        let host = run_case(&c.program(&case.program).path, case, None, &[]);
+        let host = run_case(&host_path(case), case, None, &[]);
         compare_with_host(&host, &console, n, path, case, &mut problems);
     }
     assert!(
@@ -142,11 +159,7 @@ fn run_corpus(name: &str, smp: u32, select: fn(&Case) -> bool) {
         cases.len(),
         problems.join("\n\n")
     );
-    println!(
-        "{} runs of {} relinked programs at CPL 0 with {smp} vCPUs, same as on the host",
-        cases.len(),
-        programs
-    );
+    out
 }
 
 /// The guest's initramfs in `tmp`: each relinked program under /trusted and the script of
@@ -340,26 +353,13 @@ fn dynamic_programs_run_at_cpl0_through_relinked_c_libraries() {
         .file("/corpus.sh", 0o644, sh)
         .write(tmp.join("initramfs.cpio"))
         .unwrap();
-    let out = Vm::lupine_on(PROFILE, &initrd)
-        .unwrap()
-        .smp(2)
-        .append("kml=on")
-        .timeout(Duration::from_secs(600))
-        .run()
-        .unwrap();
-    out.assert_exit_status(0);
+    let out = run_like_the_host(&initrd, 2, &cases, |case| {
+        c.program(&case.program).path.clone()
+    });
     let console = Console {
         out: &out,
         lines: out.lines().collect(),
     };
-    let dmesg = console.section("dmesg-begin", "dmesg-end");
-    assert!(dmesg.is_empty(), "kernel log:\n{dmesg}\n{out}");
-    let mut problems = Vec::new();
-    for (n, (path, case)) in cases.iter().enumerate() {
-        let host = run_case(&c.program(&case.program).path, case, None, &[]);
-        compare_with_host(&host, &console, n, path, case, &mut problems);
-    }
-    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 
     let calls = |what: &str| -> u64 {
         let prefix = format!("interpreter {what}: calls ");
