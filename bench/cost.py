@@ -13,9 +13,12 @@ The plugin is built against QEMU 7.2's plugin header from Debian's source packag
 source and the header.
 
 Rows: for each profile, a boot from reset (the bzImage, its decompressor first) to the end of
-a guest whose app (a static `int main(){return 0;}`) exits at once: lupine-init's power-off.
-Each is run twice; the residue column is the largest difference between the two runs, which
-icount leaves (a few thousand of some hundred million).
+a guest whose app (a static `int main(){return 0;}`) exits at once: lupine-init's power-off;
+split at the marker instruction lupine-init executes just before it execs the app (reset to
+the marker: the kernel's boot and lupine-init's set-up; the marker to the end: the app's exec,
+run and exit, and the power-off). Each is run twice; the residue column is the largest
+difference between the two runs, which icount leaves (a few thousand of some hundred
+million).
 
 usage: bench/cost.py [PROFILE...]   (default: lupine-base lupine-general microvm)
 """
@@ -60,7 +63,8 @@ def plugin():
 
 
 def boot_counts(so, profile, initrd, work, n):
-    """The plugin's counts of one boot of `profile` to the app's exit."""
+    """The plugin's lines of one boot of `profile` to the app's exit: at the marker, and at
+    the end."""
     out = os.path.join(work, f"{profile}-{n}.json")
     # No tsc_early_khz (bench/apps.py's, for a loaded host): under icount the calibration is
     # deterministic, and a claimed 2 GHz makes the delay loops spin 200M instructions longer.
@@ -73,7 +77,10 @@ def boot_counts(so, profile, initrd, work, n):
     if "lupine: exit status 0" not in run.stdout:
         sys.exit(f"bench/cost: {profile} did not run its app:\n{run.stdout[-2000:]}")
     with open(out) as f:
-        return json.load(f)
+        lines = [json.loads(l) for l in f]
+    if [l["at"] for l in lines] != ["marker 1", "exit"]:
+        sys.exit(f"bench/cost: {profile}: expected one marker then the exit: {lines}")
+    return lines
 
 
 def main():
@@ -88,18 +95,21 @@ def main():
             json.dump({"version": 1, "app": {"path": "/exit"}}, f)
         os.mknod(os.path.join(root, "dev", "console"), 0o600 | 0o020000, os.makedev(5, 1))
         initrd = lib.pack_initramfs(root, os.path.join(work, "initrd.cpio"))
-        print("| boot to the app's exit (bzImage, -m 256, -smp 1) | instructions | kernel "
+        print("| boot (bzImage, -m 256, -smp 1) | interval | instructions | kernel "
               "(upper half) | lower half | syscall / sysretq / iretq / swapgs / CR3 / wrmsr | "
               "residue (2 runs) |")
-        print("|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|")
         for profile in PROFILES:
             a, b = (boot_counts(so, profile, initrd, work, n) for n in (1, 2))
-            total = a["kernel"] + a["program"]
-            residue = max(abs(a[k] - b[k]) for k in KEYS)
-            events = " / ".join(f"{a[k]:,}" for k in
-                                ("syscall", "sysretq", "iretq", "swapgs", "mov_cr3", "wrmsr"))
-            print(f"| {profile} | {total:,} | {a['kernel']:,} | {a['program']:,} | {events} | "
-                  f"{residue:,} |")
+            for label, lo, hi in (("reset to the marker", None, 0),
+                                  ("marker to the end", 0, 1), ("reset to the end", None, 1)):
+                d = {k: a[hi][k] - (a[lo][k] if lo is not None else 0) for k in KEYS}
+                e = {k: b[hi][k] - (b[lo][k] if lo is not None else 0) for k in KEYS}
+                residue = max(abs(d[k] - e[k]) for k in KEYS)
+                events = " / ".join(f"{d[k]:,}" for k in
+                                    ("syscall", "sysretq", "iretq", "swapgs", "mov_cr3", "wrmsr"))
+                print(f"| {profile} | {label} | {d['kernel'] + d['program']:,} | "
+                      f"{d['kernel']:,} | {d['program']:,} | {events} | {residue:,} |")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,11 @@
  * Counts executed instructions by where they are (kernel text: the upper half of the address
  * space; program text: the lower half) and privileged events, found in each instruction's
  * bytes at translation time: syscall, sysretq, iretq, swapgs, mov to CR3, wrmsr, verw, lfence.
- * Writes one JSON line to FILE when QEMU exits. With -smp 1 and -icount the counts are
- * deterministic; with more vCPUs the inline adds race (the API's own caveat). */
+ * Writes to FILE one JSON line of the counts so far at each execution of the marker
+ * instruction (`nopl 0x4e50554c(%rax,%rax,1)`, which lupine-init executes just before it
+ * execs the app), and one when QEMU exits. The counts are added per translation block as it
+ * starts, so a marker's line includes the rest of its block. With -smp 1 and -icount the
+ * counts are deterministic; with more vCPUs the inline adds race (the API's own caveat). */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,7 +24,9 @@ enum { KERNEL, PROGRAM, SYSCALL, SYSRET, IRET, SWAPGS, CR3, WRMSR, VERW, LFENCE,
 static const char *names[N] = {"kernel", "program", "syscall", "sysretq", "iretq",
                                "swapgs", "mov_cr3", "wrmsr", "verw", "lfence"};
 static uint64_t counts[N];
-static char out_path[4096];
+static FILE *out;
+static uint64_t markers;
+static const uint8_t MARKER[8] = {0x0f, 0x1f, 0x84, 0x00, 0x4c, 0x55, 0x50, 0x4e};
 
 /* The event an instruction is, from its bytes, or -1. */
 static int event(const uint8_t *b, size_t n)
@@ -44,6 +49,23 @@ static int event(const uint8_t *b, size_t n)
     return -1;
 }
 
+/* One JSON line of the counts so far, tagged `what`. */
+static void line(const char *what)
+{
+    fprintf(out, "{\"at\": \"%s\"", what);
+    for (int i = 0; i < N; i++)
+        fprintf(out, ", \"%s\": %llu", names[i], (unsigned long long)counts[i]);
+    fputs("}\n", out);
+    fflush(out);
+}
+
+static void marker(unsigned int vcpu, void *p)
+{
+    char what[32];
+    snprintf(what, sizeof what, "marker %llu", (unsigned long long)++markers);
+    line(what);
+}
+
 static void translated(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
     size_t n = qemu_plugin_tb_n_insns(tb);
@@ -55,7 +77,11 @@ static void translated(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
             kernel++;
         else
             program++;
-        int e = event(qemu_plugin_insn_data(insn), qemu_plugin_insn_size(insn));
+        const uint8_t *bytes = qemu_plugin_insn_data(insn);
+        size_t size = qemu_plugin_insn_size(insn);
+        if (size == sizeof MARKER && !memcmp(bytes, MARKER, size))
+            qemu_plugin_register_vcpu_insn_exec_cb(insn, marker, QEMU_PLUGIN_CB_NO_REGS, NULL);
+        int e = event(bytes, size);
         if (e >= 0)
             qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64,
                                                        &counts[e], 1);
@@ -70,14 +96,8 @@ static void translated(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 
 static void finished(qemu_plugin_id_t id, void *p)
 {
-    FILE *f = fopen(out_path, "w");
-    if (!f)
-        return;
-    fputc('{', f);
-    for (int i = 0; i < N; i++)
-        fprintf(f, "%s\"%s\": %llu", i ? ", " : "", names[i], (unsigned long long)counts[i]);
-    fputs("}\n", f);
-    fclose(f);
+    line("exit");
+    fclose(out);
 }
 
 QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info,
@@ -85,9 +105,9 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
 {
     for (int i = 0; i < argc; i++)
         if (!strncmp(argv[i], "out=", 4))
-            snprintf(out_path, sizeof out_path, "%s", argv[i] + 4);
-    if (!out_path[0]) {
-        fprintf(stderr, "lupine_cost: give out=FILE\n");
+            out = fopen(argv[i] + 4, "w");
+    if (!out) {
+        fprintf(stderr, "lupine_cost: give out=FILE, a file it can write\n");
         return -1;
     }
     qemu_plugin_register_vcpu_tb_trans_cb(id, translated);

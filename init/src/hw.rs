@@ -57,6 +57,19 @@ pub fn mmio_write(address: u64, value: u8) -> Result<(), String> {
     Ok(())
 }
 
+/// The instruction that bench/cost's TCG plugin (bench/cost/lupine_cost.c) starts an interval
+/// at: `nopl 0x4e50554c(%rax,%rax,1)`, a `nop` with a magic displacement ("LUPN") that nothing
+/// else executes. It does nothing, here or in any VM.
+pub fn cost_marker() {
+    // SAFETY: a no-op instruction; it reads and writes nothing.
+    unsafe {
+        std::arch::asm!(
+            ".byte 0x0f, 0x1f, 0x84, 0x00, 0x4c, 0x55, 0x50, 0x4e",
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+}
+
 pub fn boot_marker(marker: BootMarker) -> Result<(), String> {
     match marker {
         BootMarker::IoPort { port, value } => outb(port, value),

@@ -252,6 +252,7 @@ fn set_up_network(m: &Manifest, cmdline: &cmdline::Cmdline) -> Result<(), Fatal>
 /// mode init waits for it.
 fn start_app(m: &Manifest, launch: &process::Launch) -> Result<Exit, Fatal> {
     let marker = || {
+        hw::cost_marker();
         if let Some(marker) = m.boot_marker {
             if let Err(e) = hw::boot_marker(marker) {
                 log::warn!("boot_marker: {e}");
