@@ -20,6 +20,13 @@ run and exit, and the power-off). Each is run twice; the residue column is the l
 difference between the two runs, which icount leaves (a few thousand of some hundred
 million).
 
+Per-call rows (bench/cost/calls.c, musl-gcc -static: N getppid(), N one-byte reads of
+/dev/zero, N one-byte writes to /dev/null, each loop between two markers) on lupine-base+kml
+booted with kml=on: the original program and its relinked copy outside /trusted (CPL 3: a
+`syscall`, and the trampoline's real `syscall`), the relinked copy under /trusted (CPL 0, the
+KML call entry) and the original under /trusted (CPL 0, raw `syscall`). Instructions in the
+kernel and in the program, and privileged events, per call (N = 10,000).
+
 usage: bench/cost.py [PROFILE...]   (default: lupine-base lupine-general microvm)
 """
 import glob, hashlib, json, os, shutil, subprocess, sys, tempfile
@@ -62,13 +69,13 @@ def plugin():
     return out
 
 
-def boot_counts(so, profile, initrd, work, n):
-    """The plugin's lines of one boot of `profile` to the app's exit: at the marker, and at
-    the end."""
+def boot_counts(so, profile, initrd, work, n, markers=1, extra=""):
+    """The plugin's lines of one boot of `profile` to the app's exit: at each of `markers`
+    markers (lupine-init's first), and at the end."""
     out = os.path.join(work, f"{profile}-{n}.json")
     # No tsc_early_khz (bench/apps.py's, for a loaded host): under icount the calibration is
     # deterministic, and a claimed 2 GHz makes the delay loops spin 200M instructions longer.
-    cmdline = "console=ttyS0 quiet panic=-1 reboot=t rdinit=/lupine-init"
+    cmdline = "console=ttyS0 quiet panic=-1 reboot=t rdinit=/lupine-init" + extra
     cmd = lib.qemu(profile, os.path.join(lib.kernel_dir(profile), "bzImage"), 256, "stdio",
                    cmdline, "tcg")
     cmd[cmd.index("-accel") + 2:cmd.index("-accel") + 2] = ["-icount", "shift=0,sleep=off"]
@@ -78,9 +85,42 @@ def boot_counts(so, profile, initrd, work, n):
         sys.exit(f"bench/cost: {profile} did not run its app:\n{run.stdout[-2000:]}")
     with open(out) as f:
         lines = [json.loads(l) for l in f]
-    if [l["at"] for l in lines] != ["marker 1", "exit"]:
-        sys.exit(f"bench/cost: {profile}: expected one marker then the exit: {lines}")
+    want = [f"marker {k}" for k in range(1, markers + 1)] + ["exit"]
+    if [l["at"] for l in lines] != want:
+        sys.exit(f"bench/cost: {profile}: expected {want}: {lines}\n{run.stdout[-2000:]}")
     return lines
+
+
+CALLS = 10000
+VARIANTS = [("original, CPL 3", "/calls"), ("relinked, CPL 3 (trampoline's syscall)",
+            "/calls-relinked"), ("relinked, /trusted, kml=on (CPL 0, call entry)",
+            "/trusted/calls"), ("original, /trusted, kml=on (CPL 0, raw syscall)",
+            "/trusted/calls-orig")]
+
+
+def call_rows(so, work):
+    """Per-call counts of bench/cost/calls.c in each of VARIANTS on lupine-base+kml."""
+    exe = os.path.join(work, "calls")
+    sh("musl-gcc", "-static", "-O2", "-o", exe, os.path.join(HERE, "cost", "calls.c"))
+    relinker = lib.cargo_release("lupine-relink")
+    sh(relinker, exe, "-o", exe + "-relinked", stderr=subprocess.DEVNULL)
+    rows = []
+    for label, path in VARIANTS:
+        w = os.path.join(work, "calls-" + str(VARIANTS.index((label, path))))
+        root = lib.initramfs_root(w, ["trusted"])
+        for name, src in (("calls", exe), ("calls-relinked", exe + "-relinked"),
+                          ("trusted/calls", exe + "-relinked"), ("trusted/calls-orig", exe)):
+            shutil.copy(src, os.path.join(root, name))
+        with open(os.path.join(root, "etc", "lupine.json"), "w") as f:
+            json.dump({"version": 1, "app": {"path": path, "args": [str(CALLS)]}}, f)
+        os.mknod(os.path.join(root, "dev", "console"), 0o600 | 0o020000, os.makedev(5, 1))
+        initrd = lib.pack_initramfs(root, os.path.join(w, "initrd.cpio"))
+        lines = boot_counts(so, "lupine-base+kml", initrd, w, 1, markers=5, extra=" kml=on")
+        for k, call in enumerate(("getppid", "read 1 byte", "write 1 byte")):
+            d = {key: (lines[k + 2][key] - lines[k + 1][key]) / CALLS for key in KEYS}
+            ev = " / ".join(f"{d[key]:.2f}" for key in ("syscall", "sysretq", "iretq", "swapgs"))
+            rows.append(f"| {call} | {label} | {d['kernel']:.1f} | {d['program']:.1f} | {ev} |")
+    return rows
 
 
 def main():
@@ -110,6 +150,11 @@ def main():
                                     ("syscall", "sysretq", "iretq", "swapgs", "mov_cr3", "wrmsr"))
                 print(f"| {profile} | {label} | {d['kernel'] + d['program']:,} | "
                       f"{d['kernel']:,} | {d['program']:,} | {events} | {residue:,} |")
+        print(f"\n| per call ({CALLS:,} calls, lupine-base+kml) | program | kernel instructions "
+              "| program instructions | syscall / sysretq / iretq / swapgs |")
+        print("|---|---|---|---|---|")
+        for row in call_rows(so, work):
+            print(row)
 
 
 if __name__ == "__main__":
