@@ -91,6 +91,18 @@ def boot_counts(so, profile, initrd, work, n, markers=1, extra=""):
     return lines
 
 
+def initrd(work, files, app):
+    """An initramfs in `work`: lupine-init, a console, `files` ({path in the guest: host
+    file}) and a manifest that runs `app` (its path and args)."""
+    root = lib.initramfs_root(work, ["trusted"])
+    for name, src in files.items():
+        shutil.copy(src, os.path.join(root, name))
+    with open(os.path.join(root, "etc", "lupine.json"), "w") as f:
+        json.dump({"version": 1, "app": app}, f)
+    os.mknod(os.path.join(root, "dev", "console"), 0o600 | 0o020000, os.makedev(5, 1))
+    return lib.pack_initramfs(root, os.path.join(work, "initrd.cpio"))
+
+
 CALLS = 10000
 VARIANTS = [("original, CPL 3", "/calls"), ("relinked, CPL 3 (trampoline's syscall)",
             "/calls-relinked"), ("relinked, /trusted, kml=on (CPL 0, call entry)",
@@ -104,18 +116,13 @@ def call_rows(so, work):
     sh("musl-gcc", "-static", "-O2", "-o", exe, os.path.join(HERE, "cost", "calls.c"))
     relinker = lib.cargo_release("lupine-relink")
     sh(relinker, exe, "-o", exe + "-relinked", stderr=subprocess.DEVNULL)
+    files = {"calls": exe, "calls-relinked": exe + "-relinked",
+             "trusted/calls": exe + "-relinked", "trusted/calls-orig": exe}
     rows = []
-    for label, path in VARIANTS:
-        w = os.path.join(work, "calls-" + str(VARIANTS.index((label, path))))
-        root = lib.initramfs_root(w, ["trusted"])
-        for name, src in (("calls", exe), ("calls-relinked", exe + "-relinked"),
-                          ("trusted/calls", exe + "-relinked"), ("trusted/calls-orig", exe)):
-            shutil.copy(src, os.path.join(root, name))
-        with open(os.path.join(root, "etc", "lupine.json"), "w") as f:
-            json.dump({"version": 1, "app": {"path": path, "args": [str(CALLS)]}}, f)
-        os.mknod(os.path.join(root, "dev", "console"), 0o600 | 0o020000, os.makedev(5, 1))
-        initrd = lib.pack_initramfs(root, os.path.join(w, "initrd.cpio"))
-        lines = boot_counts(so, "lupine-base+kml", initrd, w, 1, markers=5, extra=" kml=on")
+    for n, (label, path) in enumerate(VARIANTS):
+        w = os.path.join(work, f"calls-{n}")
+        image = initrd(w, files, {"path": path, "args": [str(CALLS)]})
+        lines = boot_counts(so, "lupine-base+kml", image, w, 1, markers=5, extra=" kml=on")
         for k, call in enumerate(("getppid", "read 1 byte", "write 1 byte")):
             d = {key: (lines[k + 2][key] - lines[k + 1][key]) / CALLS for key in KEYS}
             ev = " / ".join(f"{d[key]:.2f}" for key in ("syscall", "sysretq", "iretq", "swapgs"))
@@ -126,21 +133,18 @@ def call_rows(so, work):
 def main():
     so = plugin()
     with tempfile.TemporaryDirectory(prefix="lupine-bench-cost-") as work:
-        root = lib.initramfs_root(work)
         with open(os.path.join(work, "exit.c"), "w") as f:
             f.write("int main(void) { return 0; }\n")
-        sh("musl-gcc", "-static", "-O2", "-o", os.path.join(root, "exit"),
+        sh("musl-gcc", "-static", "-O2", "-o", os.path.join(work, "exit"),
            os.path.join(work, "exit.c"))
-        with open(os.path.join(root, "etc", "lupine.json"), "w") as f:
-            json.dump({"version": 1, "app": {"path": "/exit"}}, f)
-        os.mknod(os.path.join(root, "dev", "console"), 0o600 | 0o020000, os.makedev(5, 1))
-        initrd = lib.pack_initramfs(root, os.path.join(work, "initrd.cpio"))
+        boot_image = initrd(os.path.join(work, "boot"), {"exit": os.path.join(work, "exit")},
+                            {"path": "/exit"})
         print("| boot (bzImage, -m 256, -smp 1) | interval | instructions | kernel "
               "(upper half) | lower half | syscall / sysretq / iretq / swapgs / CR3 / wrmsr | "
               "residue (2 runs) |")
         print("|---|---|---|---|---|---|---|")
         for profile in PROFILES:
-            a, b = (boot_counts(so, profile, initrd, work, n) for n in (1, 2))
+            a, b = (boot_counts(so, profile, boot_image, work, n) for n in (1, 2))
             for label, lo, hi in (("reset to the marker", None, 0),
                                   ("marker to the end", 0, 1), ("reset to the end", None, 1)):
                 d = {k: a[hi][k] - (a[lo][k] if lo is not None else 0) for k in KEYS}
