@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::env;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
@@ -46,7 +46,8 @@ pub fn kernel(profile: &str) -> Result<PathBuf> {
 /// The build of an application of `apps/` (see `apps/build.sh`): a directory holding `rootfs/`,
 /// `lupine.json` and `build-info.json`. With `LUPINE_APPS_DIR` set, `$LUPINE_APPS_DIR/APP`,
 /// which must exist (`scripts/test.sh` builds the apps there); else `apps/build.sh APP
-/// target/guest-tests/apps`, once per app per process (cached by apps/build.sh).
+/// target/guest-tests/apps` (`apps/debian.sh` for APP-deb), once per app per process (cached
+/// by the scripts).
 pub fn app(name: &str) -> Result<PathBuf> {
     static APPS: Mutex<BTreeMap<String, Result<PathBuf>>> = Mutex::new(BTreeMap::new());
     let mut apps = APPS.lock().unwrap_or_else(|e| e.into_inner());
@@ -56,8 +57,13 @@ pub fn app(name: &str) -> Result<PathBuf> {
                 Some(dir) => PathBuf::from(dir).join(name),
                 None => {
                     let dir = target_dir().join("guest-tests/apps");
-                    run(Command::new(workspace_root().join("apps/build.sh"))
-                        .arg(name)
+                    // NAME-deb: Debian's package of NAME (apps/debian.sh).
+                    let (script, arg) = match name.strip_suffix("-deb") {
+                        Some(stem) => ("apps/debian.sh", stem),
+                        None => ("apps/build.sh", name),
+                    };
+                    run(Command::new(workspace_root().join(script))
+                        .arg(arg)
                         .arg(&dir))?;
                     dir.join(name)
                 }
@@ -66,6 +72,27 @@ pub fn app(name: &str) -> Result<PathBuf> {
             Ok(dir)
         })
         .clone()
+}
+
+/// The profile `lupine-derived`: `lupine-base` plus `fragment`, built by a copy of
+/// `kernel-patches/build.sh` (with lupine-base's fragment and ignore list) in `dir`, cached by
+/// build.sh like any other profile. Returns its bzImage.
+pub fn derived_kernel(dir: &Path, fragment: &str) -> Result<PathBuf> {
+    let kp = workspace_root().join("kernel-patches");
+    let copy = dir.join("kernel-patches");
+    std::fs::create_dir_all(copy.join("configs/apps"))?;
+    std::fs::copy(kp.join("build.sh"), copy.join("build.sh"))?;
+    for f in ["lupine-base.config", "lupine-base.ignore"] {
+        if kp.join("configs").join(f).exists() {
+            std::fs::copy(kp.join("configs").join(f), copy.join("configs").join(f))?;
+        }
+    }
+    std::fs::write(copy.join("configs/apps/derived.config"), fragment)?;
+    let out = dir.join("kernel-derived");
+    run(Command::new(copy.join("build.sh"))
+        .arg("lupine-derived")
+        .arg(&out))?;
+    existing(out.join("bzImage"), "build.sh lupine-derived output")
 }
 
 fn existing(path: PathBuf, what: &str) -> Result<PathBuf> {

@@ -11,7 +11,7 @@
 //! without it, the system-call options hidden behind EXPERT all stay at their default, y, and
 //! the fragment would change nothing.
 
-use guest_tests::{lupine_init, workspace_root, Initramfs, TempDir, Vm, GENERAL};
+use guest_tests::{derived_kernel, lupine_init, workspace_root, Initramfs, TempDir, Vm, GENERAL};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -37,22 +37,6 @@ fn build(dir: &Path, name: &str, src: &str) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     exe
-}
-
-fn build_kernel(build_sh: &Path, profile: &str, out: &Path) -> PathBuf {
-    let r = Command::new(build_sh)
-        .arg(profile)
-        .arg(out)
-        .output()
-        .unwrap();
-    assert!(
-        r.status.success(),
-        "{} {profile} failed:\n{}{}",
-        build_sh.display(),
-        String::from_utf8_lossy(&r.stdout),
-        String::from_utf8_lossy(&r.stderr)
-    );
-    out.join("bzImage")
 }
 
 /// The programs' own lines (`hello: `, `epoll: `) and lupine-init's status line.
@@ -108,17 +92,6 @@ fn derived_fragment_runs_its_programs() {
     }
 
     // lupine-derived = lupine-base + the fragment, built by a copy of build.sh.
-    let copy = tmp.join("kernel-patches");
-    std::fs::create_dir_all(copy.join("configs/apps")).unwrap();
-    std::fs::copy(kp.join("build.sh"), copy.join("build.sh")).unwrap();
-    std::fs::copy(&base_path, copy.join("configs/lupine-base.config")).unwrap();
-    if kp.join("configs/lupine-base.ignore").exists() {
-        std::fs::copy(
-            kp.join("configs/lupine-base.ignore"),
-            copy.join("configs/lupine-base.ignore"),
-        )
-        .unwrap();
-    }
     // Without CONFIG_EXPERT=y, allnoconfig leaves every `if EXPERT` option (EPOLL, FUTEX,
     // EVENTFD, TIMERFD, MULTIUSER, POSIX_TIMERS, ...) at its default, y, whatever the fragment
     // says; with it they are off unless the fragment turns them on, which is the real test.
@@ -127,16 +100,7 @@ fn derived_fragment_runs_its_programs() {
     } else {
         "# lupine-base does not set EXPERT: set here so that the derived options are needed\nCONFIG_EXPERT=y\n"
     };
-    std::fs::write(
-        copy.join("configs/apps/derived.config"),
-        format!("{strict}{fragment}"),
-    )
-    .unwrap();
-    let kernel = build_kernel(
-        &copy.join("build.sh"),
-        "lupine-derived",
-        &tmp.join("kernel-derived"),
-    );
+    let kernel = derived_kernel(tmp.path(), &format!("{strict}{fragment}")).unwrap();
 
     let initrd = Initramfs::sh(&["-c", "/hello-app && /epoll-app"])
         .unwrap()

@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use guest_tests::{app, app_image, lupine_init, workspace_root, Running, TempDir, Vm, GENERAL};
+use guest_tests::{
+    app, app_image, derived_kernel, lupine_init, workspace_root, Running, TempDir, Vm, GENERAL,
+};
 use lupine_image::{Format, Options};
 use serde_json::Value;
 
@@ -370,34 +372,6 @@ fn debian_nginx_at_cpl0_calls_through_its_relinked_glibc() {
     );
 }
 
-/// A profile of lupine-base plus `fragment`, built by a copy of kernel-patches/build.sh in `tmp`
-/// as `lupine-derived` (cached by build.sh like any other profile). Returns its bzImage.
-fn derived_kernel(tmp: &TempDir, fragment: &str) -> PathBuf {
-    let kp = workspace_root().join("kernel-patches");
-    let copy = tmp.join("kernel-patches");
-    std::fs::create_dir_all(copy.join("configs/apps")).unwrap();
-    std::fs::copy(kp.join("build.sh"), copy.join("build.sh")).unwrap();
-    for f in ["lupine-base.config", "lupine-base.ignore"] {
-        if kp.join("configs").join(f).exists() {
-            std::fs::copy(kp.join("configs").join(f), copy.join("configs").join(f)).unwrap();
-        }
-    }
-    std::fs::write(copy.join("configs/apps/derived.config"), fragment).unwrap();
-    let out = tmp.join("kernel-derived");
-    let r = Command::new(copy.join("build.sh"))
-        .arg("lupine-derived")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        r.status.success(),
-        "build.sh lupine-derived:\n{}{}\n{fragment}",
-        String::from_utf8_lossy(&r.stdout),
-        String::from_utf8_lossy(&r.stderr)
-    );
-    out.join("bzImage")
-}
-
 /// The fragment lupine-image derives for Debian's redis-server (the program, libc's functions it
 /// imports, its libraries, the manifest's sysctls) on lupine-base: the kernel boots the image and
 /// serves redis-benchmark, with none of the options lupine-general adds that nothing asked for.
@@ -416,7 +390,7 @@ fn debian_redis_on_the_kernel_its_image_derives() {
     for unasked in ["CONFIG_AIO=y", "CONFIG_IPV6=y", "CONFIG_BINFMT_SCRIPT=y"] {
         assert!(!fragment.contains(unasked), "{unasked}:\n{fragment}");
     }
-    let kernel = derived_kernel(&tmp, &fragment);
+    let kernel = derived_kernel(tmp.path(), &fragment).unwrap();
     let vm = Vm::new(&kernel)
         .disk(&disk)
         .forward(6379)
