@@ -27,7 +27,7 @@ apps/build.sh all "$LUPINE_APPS_DIR" >/dev/null
 apps/debian.sh all "$LUPINE_APPS_DIR" >/dev/null
 export LUPINE_KERNEL_DIR=$PWD/target/kernel
 for profile in lupine-base lupine-general microvm lupine-redis lupine-nginx lupine-memcached \
-               lupine-base+kml lupine-general+kml+userns+preempt+kprobes; do
+               lupine-base+kml lupine-general+kml+userns+preempt+kprobes+debug-entry; do
   kernel-patches/build.sh "$profile" "$LUPINE_KERNEL_DIR/$profile" >/dev/null
 done
 

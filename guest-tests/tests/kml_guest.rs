@@ -1,6 +1,6 @@
 //! The whole corpus, relinked, under real Kernel Mode Linux: every program under `/trusted` of
-//! a `lupine-general+kml+userns+preempt+kprobes` guest booted with `kml=on` and 2 vCPUs (the
-//! cancellation programs with 1 vCPU too), run with the arguments, environment, working
+//! a `lupine-general+kml+userns+preempt+kprobes+debug-entry` guest booted with `kml=on` and 2
+//! vCPUs (the cancellation programs with 1 vCPU too), run with the arguments, environment, working
 //! directory and stdin of the host runs. Each must print the same
 //! stdout and stderr and end the same way as the original on the host, with its rewritten
 //! sites calling the KML entry (the call-entry count of /proc/kml rises during each run, which

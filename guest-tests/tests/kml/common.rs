@@ -11,7 +11,7 @@ use guest_tests::{Outcome, Vm};
 
 /// The `+kml` profile with users, namespaces (user namespaces too) and networking of
 /// lupine-general, its preemption model chosen at boot (`preempt=`, default none), and kprobes.
-pub const GENERAL_KML: &str = "lupine-general+kml+userns+preempt+kprobes";
+pub const GENERAL_KML: &str = "lupine-general+kml+userns+preempt+kprobes+debug-entry";
 
 /// Boots `profile` from `initrd` on `smp` vCPUs of CPU model `cpu`, every kernel message on
 /// the console (`ignore_loglevel`) and `cmdline` added; the console must be clean.
