@@ -33,6 +33,8 @@ pub struct Vm {
     exit_device: bool,
     smp: Option<u32>,
     cpu: Option<String>,
+    mem_mib: u64,
+    guest_errors: bool,
     timeout: Duration,
 }
 
@@ -51,6 +53,8 @@ impl Vm {
             exit_device: false,
             smp: None,
             cpu: None,
+            mem_mib: 256,
+            guest_errors: false,
             timeout: Duration::from_secs(60),
         }
     }
@@ -150,6 +154,19 @@ impl Vm {
         self
     }
 
+    /// `-m mib`: the guest's memory (default 256 MiB).
+    pub fn mem(mut self, mib: u64) -> Vm {
+        self.mem_mib = mib;
+        self
+    }
+
+    /// `-d guest_errors`: QEMU logs the guest's accesses to addresses where nothing is mapped
+    /// to its stderr (`Invalid write at addr 0x..., size N, ...`).
+    pub fn guest_errors(mut self) -> Vm {
+        self.guest_errors = true;
+        self
+    }
+
     /// `-cpu model`, e.g. `qemu64` or `max` (default: QEMU's, `qemu64` under TCG).
     pub fn cpu(mut self, model: &str) -> Vm {
         self.cpu = Some(model.into());
@@ -202,7 +219,8 @@ impl Vm {
 
     fn command(&self, ports: &[(u16, u16)]) -> Command {
         let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-M", &self.machine, "-accel", "tcg", "-m", "256"])
+        let mem = self.mem_mib.to_string();
+        cmd.args(["-M", &self.machine, "-accel", "tcg", "-m", &mem])
             // A mux chardev, so that Ctrl-A b on its input is a serial break (see
             // Running::sysrq); signal=off keeps a ^C typed to the guest from ending QEMU.
             .args([
@@ -219,6 +237,9 @@ impl Vm {
             .args(["-append", &self.cmdline]);
         if let Some(initrd) = &self.initramfs {
             cmd.arg("-initrd").arg(initrd);
+        }
+        if self.guest_errors {
+            cmd.args(["-d", "guest_errors"]);
         }
         for (i, disk) in self.disks.iter().enumerate() {
             cmd.arg("-drive")

@@ -33,6 +33,7 @@ fn disk(name: &str, tmp: &TempDir) -> PathBuf {
         ref_name: None,
         report: None,
         kernel_fragment: None,
+        firecracker: None,
         verbose: false,
     })
     .unwrap_or_else(|e| panic!("lupine-image: {e}"));

@@ -104,6 +104,7 @@ fn disk(app_name: &str, how: Disk, tmp: &TempDir) -> (PathBuf, String) {
         ref_name: None,
         report: None,
         kernel_fragment: Some(kernel_fragment.clone()),
+        firecracker: None,
         verbose: false,
     })
     .unwrap_or_else(|e| panic!("lupine-image: {e}"));

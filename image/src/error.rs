@@ -49,6 +49,8 @@ pub enum Error {
     Relink { path: String, what: String },
     /// The kernel fragment of the entry point cannot be derived.
     Fragment { path: String, what: String },
+    /// A Firecracker config option that Firecracker would refuse, or that cannot be met.
+    Firecracker { option: String, what: String },
 }
 
 impl fmt::Display for Error {
@@ -82,6 +84,7 @@ impl fmt::Display for Error {
             Error::Output { path, what } => write!(f, "{path}: {what}"),
             Error::Relink { path, what } => write!(f, "relinking {path}: {what}"),
             Error::Fragment { path, what } => write!(f, "kernel fragment of {path}: {what}"),
+            Error::Firecracker { option, what } => write!(f, "{option}: {what}"),
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod cpio;
 pub mod error;
 pub mod ext4;
+pub mod firecracker;
 pub mod fragment;
 pub mod layers;
 pub mod manifest;
@@ -43,6 +44,8 @@ pub struct Options {
     pub report: Option<PathBuf>,
     /// Where to write the Kconfig fragment the entry point and what it loads need.
     pub kernel_fragment: Option<PathBuf>,
+    /// Also write a Firecracker config file for the output.
+    pub firecracker: Option<firecracker::Firecracker>,
     /// Print one line per relinked or skipped program to stderr.
     pub verbose: bool,
 }
@@ -123,6 +126,9 @@ pub fn build(o: &Options) -> Result<Built> {
             });
         }
     }
+    if let Some(fc) = &o.firecracker {
+        fc.check()?;
+    }
     let fragment = o.manifest.as_deref().map(read_fragment).transpose()?;
     let init = fs::read(&o.init).map_err(error::io(o.init.display(), "read"))?;
     let (img, mut tree) = read_tree(&o.image, o.ref_name.as_deref())?;
@@ -158,16 +164,28 @@ pub fn build(o: &Options) -> Result<Built> {
         fs::write(path, text).map_err(error::io(path.display(), "write"))?;
     }
     if let (Some(path), Some(text)) = (&o.kernel_fragment, &fragment_text) {
-        lupine_relink::write_atomically(path, text.as_bytes(), 0o644).map_err(|e| Error::Io {
-            file: path.display().to_string(),
-            op: "write",
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        write_atomically(path, text)?;
     }
     fs::rename(&tmp, &o.output).map_err(error::io(o.output.display(), "rename into place"))?;
+    if let Some(fc) = &o.firecracker {
+        let config = fc.config(&o.output, o.format)?;
+        write_atomically(
+            &fc.config,
+            &(serde_json::to_string_pretty(&config).unwrap_or_default() + "\n"),
+        )?;
+    }
     Ok(Built {
         manifest,
         relink: relinked,
+    })
+}
+
+/// Writes `text` to `path` through a temporary file renamed into place.
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    lupine_relink::write_atomically(path, text.as_bytes(), 0o644).map_err(|e| Error::Io {
+        file: path.display().to_string(),
+        op: "write",
+        source: std::io::Error::other(e.to_string()),
     })
 }
 

@@ -3,18 +3,24 @@
 use std::path::PathBuf;
 use std::process::exit;
 
+use lupine_image::firecracker::Firecracker;
 use lupine_image::{Format, Options};
 
 const USAGE: &str =
     "usage: lupine-image IMAGE -o OUTPUT --init PATH/TO/lupine-init [--manifest FRAGMENT.json] \
 [--relink] [--format ext4|initramfs] [--size MiB] [--ref NAME] [--report PATH]
 [--kernel-fragment PATH] [--quiet]
+[--firecracker VM.json --kernel PATH/vmlinux [--vcpus N] [--mem MiB] [--tap NAME [--mac MAC]]
+ [--mmds] [--boot-args ARGS] [--firecracker-log FILE] [--firecracker-metrics FILE]]
 
 IMAGE is an OCI image layout directory or a `docker save` tarball. OUTPUT is an ext4 image
 (boot with init=/lupine-init) or, with --format initramfs, a cpio archive (gzipped if it ends
 in .gz; boot with rdinit=/lupine-init). --kernel-fragment writes the Kconfig fragment the
 image's program needs (lupine-config's, for it and every library it loads), to build a kernel
-profile with kernel-patches/build.sh.";
+profile with kernel-patches/build.sh. --firecracker also writes a config file for
+`firecracker --no-api --config-file VM.json` that boots OUTPUT on the vmlinux (default: 1 vCPU,
+64 MiB; --tap: eth0 on that tap device; --mmds: Firecracker's metadata service on eth0;
+--boot-args: added to the kernel command line).";
 
 fn usage(msg: &str) -> ! {
     eprintln!("lupine-image: {msg}\n{USAGE}");
@@ -34,8 +40,11 @@ fn parse(args: &[String]) -> Options {
         ref_name: None,
         report: None,
         kernel_fragment: None,
+        firecracker: None,
         verbose: true,
     };
+    let mut fc = Firecracker::new(PathBuf::new(), PathBuf::new());
+    let (mut fc_config, mut kernel, mut fc_options) = (None, None, vec![]);
     let (mut output, mut init) = (None, None);
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -70,6 +79,35 @@ fn parse(args: &[String]) -> Options {
             "--ref" => o.ref_name = Some(value(a)),
             "--report" => o.report = Some(PathBuf::from(value(a))),
             "--kernel-fragment" => o.kernel_fragment = Some(PathBuf::from(value(a))),
+            "--firecracker" => fc_config = Some(PathBuf::from(value(a))),
+            "--kernel" => kernel = Some(PathBuf::from(value(a))),
+            "--vcpus" | "--mem" => {
+                let v = value(a);
+                let n = v
+                    .parse()
+                    .unwrap_or_else(|_| usage(&format!("{a} {v:?} is not a number")));
+                if a == "--vcpus" {
+                    fc.vcpus = n
+                } else {
+                    fc.mem_mib = n
+                }
+                fc_options.push(a.clone());
+            }
+            "--tap" | "--mac" | "--boot-args" | "--firecracker-log" | "--firecracker-metrics" => {
+                let v = value(a);
+                match a.as_str() {
+                    "--tap" => fc.tap = Some(v),
+                    "--mac" => fc.mac = Some(v),
+                    "--boot-args" => fc.extra_boot_args = Some(v),
+                    "--firecracker-log" => fc.log = Some(PathBuf::from(v)),
+                    _ => fc.metrics = Some(PathBuf::from(v)),
+                }
+                fc_options.push(a.clone());
+            }
+            "--mmds" => {
+                fc.mmds = true;
+                fc_options.push(a.clone());
+            }
             s if s.starts_with('-') && s != "-" => usage(&format!("unknown option {s}")),
             s => {
                 if image.replace(PathBuf::from(s)).is_some() {
@@ -81,6 +119,20 @@ fn parse(args: &[String]) -> Options {
     o.image = image.unwrap_or_else(|| usage("missing IMAGE"));
     o.output = output.unwrap_or_else(|| usage("missing -o OUTPUT"));
     o.init = init.unwrap_or_else(|| usage("missing --init PATH"));
+    match (fc_config, kernel) {
+        (Some(config), Some(kernel)) => {
+            fc.config = config;
+            fc.kernel = kernel;
+            o.firecracker = Some(fc);
+        }
+        (Some(_), None) => usage("--firecracker needs --kernel PATH/vmlinux"),
+        (None, Some(_)) => usage("--kernel is for --firecracker's config file"),
+        (None, None) => {
+            if let Some(option) = fc_options.first() {
+                usage(&format!("{option} is for --firecracker's config file"))
+            }
+        }
+    }
     o
 }
 

@@ -293,6 +293,7 @@ pub fn options(image: &Path, output: &Path) -> lupine_image::Options {
         ref_name: None,
         report: None,
         kernel_fragment: None,
+        firecracker: None,
         verbose: false,
     }
 }
