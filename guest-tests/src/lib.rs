@@ -17,7 +17,7 @@ use std::process::{Command, Output};
 
 pub use image::{ext4_image, Initramfs, APPLETS};
 pub use kernel::{app, derived_kernel, kernel, BASE, GENERAL, MICROVM};
-pub use oci::{app_image, oci_layout, AppImage};
+pub use oci::{app_image, hello_image, oci_layout, AppImage};
 /// A harness failure; carries the console or command output that explains it.
 pub use test_support::Error;
 pub use test_support::{lupine_init, target_dir, workspace_root};

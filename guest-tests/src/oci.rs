@@ -111,3 +111,25 @@ pub fn app_image(build: &Path, rootfs: &Path, entry: &[&str], dir: &Path) -> Res
         start,
     })
 }
+
+/// The image of a static program (musl) that prints `line` and exits 0, written under `dir`:
+/// the smallest app a VM can show it ran.
+pub fn hello_image(dir: &Path, line: &str) -> Result<PathBuf> {
+    let tree = dir.join("hello-tree");
+    fs::create_dir_all(&tree)?;
+    let src = dir.join("hello.c");
+    let text = format!("{line}\n");
+    fs::write(
+        &src,
+        format!(
+            "#include <unistd.h>\nint main(void) {{ return write(1, {text:?}, {}) != {}; }}\n",
+            text.len(),
+            text.len()
+        ),
+    )?;
+    run(Command::new("musl-gcc")
+        .args(["-static", "-Os", "-o"])
+        .arg(tree.join("hello"))
+        .arg(&src))?;
+    oci_layout(&tree, r#"{"Entrypoint": ["/hello"]}"#, &dir.join("oci"))
+}

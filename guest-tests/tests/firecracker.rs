@@ -6,9 +6,8 @@
 //! timer watches.
 
 use std::path::PathBuf;
-use std::process::Command;
 
-use guest_tests::{kernel, lupine_init, oci_layout, TempDir, Vm, BASE};
+use guest_tests::{hello_image, kernel, lupine_init, TempDir, Vm, BASE};
 use lupine_image::firecracker::Firecracker;
 use lupine_image::{Format, Options};
 use serde_json::Value;
@@ -16,22 +15,7 @@ use serde_json::Value;
 #[test]
 fn the_config_boots_its_disk() {
     let tmp = TempDir::new("firecracker").unwrap();
-    let tree = tmp.join("tree");
-    std::fs::create_dir(&tree).unwrap();
-    let src = tmp.join("hello.c");
-    let hello = concat!(
-        "#include <unistd.h>\n",
-        "int main(void) { return write(1, \"Hello from Firecracker's config\\n\", 32) != 32; }\n"
-    );
-    std::fs::write(&src, hello).unwrap();
-    let out = Command::new("musl-gcc")
-        .args(["-static", "-Os", "-o"])
-        .arg(tree.join("hello"))
-        .arg(&src)
-        .output()
-        .expect("musl-gcc runs");
-    assert!(out.status.success(), "musl-gcc: {out:?}");
-    let image = oci_layout(&tree, r#"{"Entrypoint": ["/hello"]}"#, &tmp.join("oci")).unwrap();
+    let image = hello_image(tmp.path(), "Hello from Firecracker's config").unwrap();
     // Firecracker's boot timer: 123 written to MMIO 0xc0000000 (through /dev/mem).
     let fragment = tmp.join("marker.json");
     std::fs::write(
