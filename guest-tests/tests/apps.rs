@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use guest_tests::{app, app_image, lupine_init, Running, TempDir, Vm, GENERAL};
-use lupine_image::{Format, Options};
+use lupine_image::Options;
 use serde_json::{json, Value};
 
 /// The app's build as an OCI image whose config starts it (as its Docker image would) and a
@@ -23,18 +23,9 @@ fn disk(name: &str, tmp: &TempDir) -> PathBuf {
 
     let output = tmp.join("root.ext4");
     let built = lupine_image::build(&Options {
-        image: img.image,
-        output: output.clone(),
-        init: lupine_init().unwrap(),
         manifest: Some(img.fragment),
         relink: true,
-        format: Format::Ext4,
-        size_mib: None,
-        ref_name: None,
-        report: None,
-        kernel_fragment: None,
-        firecracker: None,
-        verbose: false,
+        ..Options::new(img.image, output.clone(), lupine_init().unwrap())
     })
     .unwrap_or_else(|e| panic!("lupine-image: {e}"));
     let binary = img.start["path"].as_str().unwrap();

@@ -25,7 +25,7 @@ use std::time::Duration;
 use guest_tests::{
     app, app_image, derived_kernel, lupine_init, workspace_root, Running, TempDir, Vm, GENERAL,
 };
-use lupine_image::{Format, Options};
+use lupine_image::Options;
 use serde_json::Value;
 
 /// Where bench/kml_counts.c answers with /proc/kml.
@@ -94,18 +94,10 @@ fn disk(app_name: &str, how: Disk, tmp: &TempDir) -> (PathBuf, String) {
     let output = tmp.join("root.ext4");
     let kernel_fragment = tmp.join("app.config");
     let built = lupine_image::build(&Options {
-        image: img.image,
-        output: output.clone(),
-        init: lupine_init().unwrap(),
         manifest: Some(img.fragment),
         relink: true,
-        format: Format::Ext4,
-        size_mib: None,
-        ref_name: None,
-        report: None,
         kernel_fragment: Some(kernel_fragment.clone()),
-        firecracker: None,
-        verbose: false,
+        ..Options::new(img.image, output.clone(), lupine_init().unwrap())
     })
     .unwrap_or_else(|e| panic!("lupine-image: {e}"));
     let summary = built.relink.expect("--relink gives a summary");

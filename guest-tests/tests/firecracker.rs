@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use guest_tests::{hello_image, kernel, lupine_init, TempDir, Vm, BASE};
 use lupine_image::firecracker::Firecracker;
-use lupine_image::{Format, Options};
+use lupine_image::Options;
 use serde_json::Value;
 
 #[test]
@@ -27,18 +27,9 @@ fn the_config_boots_its_disk() {
     let (disk, config) = (tmp.join("root.ext4"), tmp.join("vm.json"));
     let vmlinux: PathBuf = kernel(BASE).unwrap().with_file_name("vmlinux");
     lupine_image::build(&Options {
-        image,
-        output: disk.clone(),
-        init: lupine_init().unwrap(),
         manifest: Some(fragment),
-        relink: false,
-        format: Format::Ext4,
-        size_mib: None,
-        ref_name: None,
-        report: None,
-        kernel_fragment: None,
         firecracker: Some(Firecracker::new(config.clone(), vmlinux)),
-        verbose: false,
+        ..Options::new(image, disk.clone(), lupine_init().unwrap())
     })
     .unwrap_or_else(|e| panic!("lupine-image: {e}"));
 

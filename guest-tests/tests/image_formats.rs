@@ -11,18 +11,12 @@ const LINE: &str = "Hello from lupine-image";
 
 fn build(image: &Path, output: &Path, format: Format) {
     lupine_image::build(&Options {
-        image: image.to_path_buf(),
-        output: output.to_path_buf(),
-        init: lupine_init().unwrap(),
-        manifest: None,
-        relink: false,
         format,
-        size_mib: None,
-        ref_name: None,
-        report: None,
-        kernel_fragment: None,
-        firecracker: None,
-        verbose: false,
+        ..Options::new(
+            image.to_path_buf(),
+            output.to_path_buf(),
+            lupine_init().unwrap(),
+        )
     })
     .unwrap_or_else(|e| panic!("lupine-image {}: {e}", output.display()));
 }

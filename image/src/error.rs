@@ -77,7 +77,7 @@ impl fmt::Display for Error {
             Error::Layer { layer, what } => write!(f, "layer {layer}: {what}"),
             Error::NoEntrypoint { file } => write!(
                 f,
-                "{file}: the image has no Entrypoint or Cmd and the manifest fragment sets no app.path"
+                "{file}: the image has no Entrypoint or Cmd, and neither the command line (--entrypoint, --cmd) nor the manifest fragment (app.path) says what to run"
             ),
             Error::Manifest { what } => write!(f, "invalid /etc/lupine.json: {what}"),
             Error::Tool { tool, what } => write!(f, "{tool}: {what}"),

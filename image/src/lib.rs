@@ -3,7 +3,8 @@
 //! (`rdinit=/lupine-init`), with `lupine-init` at `/lupine-init` and `/etc/lupine.json` derived
 //! from the image config.
 //!
-//! In order: read and verify the image ([`oci`]), apply its layers ([`layers`]), build and check
+//! In order: read and verify the image ([`oci`]) and apply its layers ([`layers`]), or read a
+//! root filesystem directory ([`rootfs`]); build and check
 //! the manifest ([`manifest`]), optionally relink static programs ([`relink`]), write the output
 //! ([`ext4`], [`cpio`]) to a temporary name next to OUTPUT and rename it into place.
 
@@ -16,6 +17,7 @@ pub mod layers;
 pub mod manifest;
 pub mod oci;
 pub mod relink;
+pub mod rootfs;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -33,6 +35,7 @@ pub enum Format {
 
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// An OCI image layout, a `docker save` tarball, or a root filesystem directory.
     pub image: PathBuf,
     pub output: PathBuf,
     pub init: PathBuf,
@@ -41,6 +44,8 @@ pub struct Options {
     pub format: Format,
     pub size_mib: Option<u64>,
     pub ref_name: Option<String>,
+    /// `--entrypoint`, `--cmd`, `--env`, `--workdir`, `--user` over the image config.
+    pub config: manifest::ConfigOverrides,
     pub report: Option<PathBuf>,
     /// Where to write the Kconfig fragment the entry point and what it loads need.
     pub kernel_fragment: Option<PathBuf>,
@@ -48,6 +53,27 @@ pub struct Options {
     pub firecracker: Option<firecracker::Firecracker>,
     /// Print one line per relinked or skipped program to stderr.
     pub verbose: bool,
+}
+
+impl Options {
+    /// Building `image` into an ext4 `output` with `init`, nothing else asked, quietly.
+    pub fn new(image: PathBuf, output: PathBuf, init: PathBuf) -> Options {
+        Options {
+            image,
+            output,
+            init,
+            manifest: None,
+            relink: false,
+            format: Format::Ext4,
+            size_mib: None,
+            ref_name: None,
+            config: manifest::ConfigOverrides::default(),
+            report: None,
+            kernel_fragment: None,
+            firecracker: None,
+            verbose: false,
+        }
+    }
 }
 
 /// What was built.
@@ -131,10 +157,17 @@ pub fn build(o: &Options) -> Result<Built> {
     }
     let fragment = o.manifest.as_deref().map(read_fragment).transpose()?;
     let init = fs::read(&o.init).map_err(error::io(o.init.display(), "read"))?;
-    let (img, mut tree) = read_tree(&o.image, o.ref_name.as_deref())?;
-    let manifest = manifest::build(&img.config_name, &img.config, fragment.as_ref())?;
-
     let work = WorkDir::new(&o.output)?;
+    let (config_name, mut config, mut tree) = if rootfs::is_rootfs(&o.image) {
+        let (config, tree) = rootfs::read(&o.image, &work.0.join("rootfs.tar"))?;
+        (o.image.display().to_string(), config, tree)
+    } else {
+        let (img, tree) = read_tree(&o.image, o.ref_name.as_deref())?;
+        (img.config_name, img.config, tree)
+    };
+    o.config.apply(&mut config);
+    let manifest = manifest::build(&config_name, &config, fragment.as_ref())?;
+
     manifest::validate(&o.init, &manifest, &work.0.join("lupine.json"))?;
     for d in ["dev", "proc", "sys", "run", "etc"] {
         tree.ensure_dir(d, 0o755)?;

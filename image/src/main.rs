@@ -1,5 +1,6 @@
 //! `lupine-image`: the command line over [`lupine_image::build`].
 
+use std::mem::take;
 use std::path::PathBuf;
 use std::process::exit;
 
@@ -9,11 +10,15 @@ use lupine_image::{Format, Options};
 const USAGE: &str =
     "usage: lupine-image IMAGE -o OUTPUT --init PATH/TO/lupine-init [--manifest FRAGMENT.json] \
 [--relink] [--format ext4|initramfs] [--size MiB] [--ref NAME] [--report PATH]
+[--entrypoint PATH] [--cmd ARG]... [--env KEY=VALUE]... [--workdir DIR] [--user USER]
 [--kernel-fragment PATH] [--quiet]
 [--firecracker VM.json --kernel PATH/vmlinux [--vcpus N] [--mem MiB] [--tap NAME [--mac MAC]]
  [--mmds] [--boot-args ARGS] [--firecracker-log FILE] [--firecracker-metrics FILE]]
 
-IMAGE is an OCI image layout directory or a `docker save` tarball. OUTPUT is an ext4 image
+IMAGE is an OCI image layout directory, a `docker save` tarball, or a root filesystem
+directory (its files as they are; say what to run with --entrypoint and --cmd). --entrypoint,
+--cmd (one word each, repeated), --env, --workdir and --user override the image config as
+`docker run` does (--entrypoint without --cmd drops the image's Cmd). OUTPUT is an ext4 image
 (boot with init=/lupine-init) or, with --format initramfs, a cpio archive (gzipped if it ends
 in .gz; boot with rdinit=/lupine-init). --kernel-fragment writes the Kconfig fragment the
 image's program needs (lupine-config's, for it and every library it loads), to build a kernel
@@ -30,18 +35,8 @@ fn usage(msg: &str) -> ! {
 fn parse(args: &[String]) -> Options {
     let mut image = None;
     let mut o = Options {
-        image: PathBuf::new(),
-        output: PathBuf::new(),
-        init: PathBuf::new(),
-        manifest: None,
-        relink: false,
-        format: Format::Ext4,
-        size_mib: None,
-        ref_name: None,
-        report: None,
-        kernel_fragment: None,
-        firecracker: None,
         verbose: true,
+        ..Options::new(PathBuf::new(), PathBuf::new(), PathBuf::new())
     };
     let mut fc = Firecracker::new(PathBuf::new(), PathBuf::new());
     let (mut fc_config, mut kernel, mut fc_options) = (None, None, vec![]);
@@ -77,37 +72,26 @@ fn parse(args: &[String]) -> Options {
                 }))
             }
             "--ref" => o.ref_name = Some(value(a)),
+            "--entrypoint" => o.config.entrypoint = Some(value(a)),
+            "--cmd" => {
+                let mut cmd = take(&mut o.config.cmd).unwrap_or_default();
+                cmd.push(value(a));
+                o.config.cmd = Some(cmd);
+            }
+            "--env" => {
+                let v = value(a);
+                if !v.contains('=') || v.starts_with('=') {
+                    usage(&format!("--env {v:?}: give KEY=VALUE"))
+                }
+                o.config.env.push(v)
+            }
+            "--workdir" => o.config.workdir = Some(value(a)),
+            "--user" => o.config.user = Some(value(a)),
             "--report" => o.report = Some(PathBuf::from(value(a))),
             "--kernel-fragment" => o.kernel_fragment = Some(PathBuf::from(value(a))),
             "--firecracker" => fc_config = Some(PathBuf::from(value(a))),
             "--kernel" => kernel = Some(PathBuf::from(value(a))),
-            "--vcpus" | "--mem" => {
-                let v = value(a);
-                let n = v
-                    .parse()
-                    .unwrap_or_else(|_| usage(&format!("{a} {v:?} is not a number")));
-                if a == "--vcpus" {
-                    fc.vcpus = n
-                } else {
-                    fc.mem_mib = n
-                }
-                fc_options.push(a.clone());
-            }
-            "--tap" | "--mac" | "--boot-args" | "--firecracker-log" | "--firecracker-metrics" => {
-                let v = value(a);
-                match a.as_str() {
-                    "--tap" => fc.tap = Some(v),
-                    "--mac" => fc.mac = Some(v),
-                    "--boot-args" => fc.extra_boot_args = Some(v),
-                    "--firecracker-log" => fc.log = Some(PathBuf::from(v)),
-                    _ => fc.metrics = Some(PathBuf::from(v)),
-                }
-                fc_options.push(a.clone());
-            }
-            "--mmds" => {
-                fc.mmds = true;
-                fc_options.push(a.clone());
-            }
+            s if firecracker_option(s, &mut value, &mut fc) => fc_options.push(a.clone()),
             s if s.starts_with('-') && s != "-" => usage(&format!("unknown option {s}")),
             s => {
                 if image.replace(PathBuf::from(s)).is_some() {
@@ -134,6 +118,31 @@ fn parse(args: &[String]) -> Options {
         }
     }
     o
+}
+
+/// Sets the Firecracker config option `a` (taking its value from `value`) in `fc`; false if `a`
+/// is not one.
+fn firecracker_option(
+    a: &str,
+    value: &mut dyn FnMut(&str) -> String,
+    fc: &mut Firecracker,
+) -> bool {
+    let number = |v: String| -> u64 {
+        v.parse()
+            .unwrap_or_else(|_| usage(&format!("{a} {v:?} is not a number")))
+    };
+    match a {
+        "--vcpus" => fc.vcpus = number(value(a)),
+        "--mem" => fc.mem_mib = number(value(a)),
+        "--tap" => fc.tap = Some(value(a)),
+        "--mac" => fc.mac = Some(value(a)),
+        "--boot-args" => fc.extra_boot_args = Some(value(a)),
+        "--firecracker-log" => fc.log = Some(PathBuf::from(value(a))),
+        "--firecracker-metrics" => fc.metrics = Some(PathBuf::from(value(a))),
+        "--mmds" => fc.mmds = true,
+        _ => return false,
+    }
+    true
 }
 
 fn main() {

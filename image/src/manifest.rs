@@ -8,6 +8,50 @@ use serde_json::{json, Map, Value};
 
 use crate::error::{io, Error, Result};
 
+/// What the command line says over the image config, as `docker run` does: `--entrypoint`
+/// replaces `Entrypoint` (and, without `--cmd`, drops `Cmd`), `--cmd` replaces `Cmd`, `--env
+/// KEY=VALUE` sets one variable, `--workdir` and `--user` replace theirs.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigOverrides {
+    pub entrypoint: Option<String>,
+    pub cmd: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+}
+
+impl ConfigOverrides {
+    /// Applies them to an image config (`{"config": {...}}`).
+    pub fn apply(&self, config: &mut Value) {
+        if !config["config"].is_object() {
+            config["config"] = json!({});
+        }
+        let c = &mut config["config"];
+        if let Some(entrypoint) = &self.entrypoint {
+            c["Entrypoint"] = json!([entrypoint]);
+            if self.cmd.is_none() {
+                c["Cmd"] = json!([]);
+            }
+        }
+        if let Some(cmd) = &self.cmd {
+            c["Cmd"] = json!(cmd);
+        }
+        for kv in &self.env {
+            let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
+            let mut env: Vec<Value> = c["Env"].as_array().cloned().unwrap_or_default();
+            env.retain(|e| e.as_str().and_then(|e| e.split('=').next()) != Some(key));
+            env.push(json!(kv));
+            c["Env"] = Value::Array(env);
+        }
+        if let Some(w) = &self.workdir {
+            c["WorkingDir"] = json!(w);
+        }
+        if let Some(u) = &self.user {
+            c["User"] = json!(u);
+        }
+    }
+}
+
 /// The manifest the image config implies: Entrypoint + Cmd, Env, WorkingDir, User.
 pub fn from_config(config: &Value) -> Value {
     let c = &config["config"];

@@ -206,7 +206,7 @@ impl Image {
         }
         Err(Error::Image {
             file: path.display().to_string(),
-            what: "neither an OCI image layout (oci-layout + index.json) nor a docker save tarball (manifest.json)".into(),
+            what: "neither an OCI image layout (oci-layout + index.json), a docker save tarball (manifest.json), nor a root filesystem directory".into(),
         })
     }
 

@@ -282,20 +282,11 @@ pub fn scratch(name: &str) -> PathBuf {
 }
 
 pub fn options(image: &Path, output: &Path) -> lupine_image::Options {
-    lupine_image::Options {
-        image: image.to_path_buf(),
-        output: output.to_path_buf(),
-        init: lupine_init().unwrap(),
-        manifest: None,
-        relink: false,
-        format: lupine_image::Format::Ext4,
-        size_mib: None,
-        ref_name: None,
-        report: None,
-        kernel_fragment: None,
-        firecracker: None,
-        verbose: false,
-    }
+    lupine_image::Options::new(
+        image.to_path_buf(),
+        output.to_path_buf(),
+        lupine_init().unwrap(),
+    )
 }
 
 /// Names in a directory (for "nothing left behind" checks).
