@@ -14,7 +14,6 @@ PACKAGES=(
   e2fsprogs             # mkfs.ext4 for root-disk guests
   strace                # the relinker's coverage tests
   python3               # bench scripts
-  python3-jsonschema    # lupine-image's Firecracker config checked against Firecracker's definitions
   dpkg-dev              # apt-get source / dpkg-source for apps/build.sh
   redis-tools apache2-utils  # redis-cli, redis-benchmark, ab: app guest tests and bench/apps.py
 )
