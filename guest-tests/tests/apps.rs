@@ -38,7 +38,8 @@ fn disk(name: &str, tmp: &TempDir) -> PathBuf {
 }
 
 /// Boots the app's disk on `profile` with `port` forwarded, runs `client` against it, stops it
-/// with SysRq e and checks the clean exit.
+/// with SysRq e and checks the clean exit, and that lupine-init saw the app listen (the
+/// manifest's `ready`) once.
 fn serve(name: &str, profile: &str, port: u16, client: impl FnOnce(&mut Running)) {
     let tmp = TempDir::new(&format!("app-{name}-{profile}")).unwrap();
     let disk = disk(name, &tmp);
@@ -52,6 +53,7 @@ fn serve(name: &str, profile: &str, port: u16, client: impl FnOnce(&mut Running)
     vm.sysrq('e').unwrap();
     let out = vm.wait().unwrap();
     out.assert_exit_status(0);
+    assert_eq!(out.lines_starting("lupine: ready in ").len(), 1, "{out}");
 }
 
 /// A connection to the guest's `port`, retried until the server answers `probe` (QEMU accepts

@@ -12,6 +12,7 @@ mod manifest;
 mod mounts;
 mod net;
 mod process;
+mod ready;
 mod supervise;
 mod system;
 
@@ -21,7 +22,7 @@ use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use error::{say, Context, Fatal};
-use manifest::{Manifest, Mode, OnExit};
+use manifest::{Manifest, MarkerAt, Mode, OnExit};
 use supervise::Exit;
 
 const DEFAULT_MANIFEST: &str = "/etc/lupine.json";
@@ -251,12 +252,17 @@ fn set_up_network(m: &Manifest, cmdline: &cmdline::Cmdline) -> Result<(), Fatal>
 /// Runs the app: in exec mode it replaces init (which returns only on failure); in supervise
 /// mode init waits for it.
 fn start_app(m: &Manifest, launch: &process::Launch) -> Result<Exit, Fatal> {
-    let marker = || {
-        hw::cost_marker();
+    let boot_marker = || {
         if let Some(marker) = m.boot_marker {
             if let Err(e) = hw::boot_marker(marker) {
                 log::warn!("boot_marker: {e}");
             }
+        }
+    };
+    let marker = || {
+        hw::cost_marker();
+        if m.boot_marker_at == MarkerAt::Exec {
+            boot_marker();
         }
     };
     match m.mode {
@@ -278,7 +284,19 @@ fn start_app(m: &Manifest, launch: &process::Launch) -> Result<Exit, Fatal> {
                 }
             })?;
             log::info!("started {} as pid {app}", launch.path.to_string_lossy());
-            Ok(supervise::wait(app, &signals))
+            let ready = |r: &manifest::Ready| {
+                if !ready::listening(r) {
+                    return false;
+                }
+                say(&format!("lupine: ready in {} ms", ready::since_boot_ms()));
+                if m.boot_marker_at == MarkerAt::Ready {
+                    boot_marker();
+                }
+                true
+            };
+            let mut watch = m.ready.as_ref().map(|r| move || ready(r));
+            let watch = watch.as_mut().map(|w| w as &mut dyn FnMut() -> bool);
+            Ok(supervise::wait(app, &signals, watch))
         }
     }
 }

@@ -24,6 +24,10 @@ pub struct Manifest {
     pub on_exit: OnExit,
     pub exit_port: Option<u16>,
     pub boot_marker: Option<BootMarker>,
+    /// When the boot marker is written: just before the app's exec, or once it is ready.
+    pub boot_marker_at: MarkerAt,
+    /// The app's listening socket, whose appearance init reports (supervise mode).
+    pub ready: Option<Ready>,
     pub entropy_seed: Option<String>,
     pub log: Option<log::LevelFilter>,
 }
@@ -176,6 +180,21 @@ pub enum OnExit {
 pub enum BootMarker {
     IoPort { port: u16, value: u8 },
     Mmio { address: u64, value: u8 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MarkerAt {
+    #[default]
+    Exec,
+    Ready,
+}
+
+/// A socket the app listens on once it can serve: TCP on a port (any address, IPv4 or IPv6),
+/// or a Unix stream socket at a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ready {
+    Tcp(u16),
+    Unix(String),
 }
 
 /// One problem in a manifest: the JSON path at fault and what is wrong there.
@@ -385,6 +404,7 @@ impl Validator {
             "on_exit",
             "exit_port",
             "boot_marker",
+            "ready",
             "entropy",
             "log",
         ];
@@ -421,7 +441,25 @@ impl Validator {
             m.exit_port = self.uint(&p, v, 0xffff).map(|n| n as u16);
         }
         if let Some((p, v)) = f.get("boot_marker") {
-            m.boot_marker = self.boot_marker(&p, v);
+            if let Some((marker, at)) = self.boot_marker(&p, v) {
+                m.boot_marker = Some(marker);
+                m.boot_marker_at = at;
+            }
+        }
+        if let Some((p, v)) = f.get("ready") {
+            m.ready = self.ready(&p, v);
+            if m.ready.is_some() && m.mode == Mode::Exec {
+                self.problem(
+                    &p,
+                    "needs \"mode\": \"supervise\" (in exec mode init is gone once the app runs)",
+                );
+            }
+        }
+        if m.boot_marker_at == MarkerAt::Ready && m.ready.is_none() {
+            self.problem(
+                "boot_marker.at",
+                "\"ready\" needs a \"ready\" socket to watch",
+            );
         }
         if let Some((p, v)) = f.get("entropy") {
             m.entropy_seed = self.entropy_seed(&p, v);
@@ -915,8 +953,40 @@ impl Validator {
         }
     }
 
-    fn boot_marker(&mut self, path: &str, v: &Value) -> Option<BootMarker> {
-        let f = self.object(path, v, &["ioport", "mmio", "value"])?;
+    /// `{"tcp": PORT}` or `{"unix": "/absolute/path"}`.
+    fn ready(&mut self, path: &str, v: &Value) -> Option<Ready> {
+        let f = self.object(path, v, &["tcp", "unix"])?;
+        match (f.get("tcp"), f.get("unix")) {
+            (Some((p, v)), None) => match self.uint(&p, v, 0xffff)? {
+                0 => {
+                    self.problem(&p, "0 is not a port to listen on");
+                    None
+                }
+                port => Some(Ready::Tcp(port as u16)),
+            },
+            (None, Some((p, v))) => self.absolute_path(&p, v).map(Ready::Unix),
+            _ => {
+                self.problem(path, "needs exactly one of \"tcp\" and \"unix\"");
+                None
+            }
+        }
+    }
+
+    fn boot_marker(&mut self, path: &str, v: &Value) -> Option<(BootMarker, MarkerAt)> {
+        let f = self.object(path, v, &["ioport", "mmio", "value", "at"])?;
+        let at = match f.get("at") {
+            None => MarkerAt::Exec,
+            Some((_, Value::String(s))) if s == "exec" => MarkerAt::Exec,
+            Some((_, Value::String(s))) if s == "ready" => MarkerAt::Ready,
+            Some((p, v)) => {
+                self.problem(&p, format!("{} is not \"exec\" or \"ready\"", show(v)));
+                MarkerAt::Exec
+            }
+        };
+        self.marker(path, f).map(|marker| (marker, at))
+    }
+
+    fn marker(&mut self, path: &str, f: Fields) -> Option<BootMarker> {
         let value = match f.get("value") {
             Some((p, v)) => self.uint(&p, v, 255).map(|n| n as u8),
             None => {

@@ -23,6 +23,9 @@ pub const FORWARDED: [Signal; 6] = [
 /// Time the rest of the processes get between SIGTERM and SIGKILL once the app has exited.
 const GRACE: Duration = Duration::from_secs(2);
 
+/// How often init looks for the app's `ready` socket until it appears.
+const READY_POLL: Duration = Duration::from_millis(5);
+
 /// How the app ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -76,13 +79,21 @@ pub fn spawn(child: impl FnOnce() -> Fatal) -> Result<Pid, Fatal> {
 }
 
 /// Waits for the app, forwarding signals and reaping every other child; then SIGTERMs what
-/// is left, SIGKILLs it after the grace period, and reaps it all.
-pub fn wait(app: Pid, signals: &SigSet) -> Exit {
+/// is left, SIGKILLs it after the grace period, and reaps it all. Until `ready` returns true
+/// (if given), it is called every [`READY_POLL`].
+pub fn wait(app: Pid, signals: &SigSet, mut ready: Option<&mut dyn FnMut() -> bool>) -> Exit {
     let exit = loop {
         if let (Some(exit), _) = reap(Some(app)) {
             break exit;
         }
-        match wait_signal(signals, Duration::from_secs(1)) {
+        if ready.as_mut().is_some_and(|ready| ready()) {
+            ready = None;
+        }
+        let timeout = match ready {
+            Some(_) => READY_POLL,
+            None => Duration::from_secs(1),
+        };
+        match wait_signal(signals, timeout) {
             Some(sig) if sig != Signal::SIGCHLD => {
                 log::debug!("forwarding {sig} to the app (pid {app})");
                 let _ = kill(app, sig);

@@ -42,7 +42,7 @@ fn every_problem_is_printed_with_file_and_path() {
     assert_eq!(
         out,
         format!(
-            "{file}: extra: unknown field (expected one of: version, app, hostname, mounts, network, sysctl, rlimits, mode, on_exit, exit_port, boot_marker, entropy, log)\n\
+            "{file}: extra: unknown field (expected one of: version, app, hostname, mounts, network, sysctl, rlimits, mode, on_exit, exit_port, boot_marker, ready, entropy, log)\n\
              {file}: network.interfaces[0].addresses[1]: \"10.0.2.300/24\" is not an IP prefix\n\
              {file}: rlimits.nofile.soft: \"lots\" is not a non-negative integer or \"unlimited\"\n"
         )

@@ -533,3 +533,27 @@ fn on_exit_chooses_the_reboot_call() {
         );
     }
 }
+
+#[test]
+#[ignore = "needs root"]
+fn readiness_is_reported_once_the_app_listens() {
+    // The app listens after 0.3 s, serves 0.3 s more, then exits.
+    let script = "sleep 0.3; httpd -f -p 8080 -h /tmp & sleep 0.6; kill $!; echo served";
+    let root = Root::new(Some(&manifest(script, r#", "ready": {"tcp": 8080}"#)));
+    let run = root.run("", &[]);
+    let lines = status_lines(&run.stdout);
+    assert_eq!(lines.len(), 2, "{}{}", run.stdout, run.stderr);
+    let ms: u64 = lines[0]
+        .strip_prefix("lupine: ready in ")
+        .and_then(|l| l.strip_suffix(" ms"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    assert!(ms > 0, "{ms}");
+    assert_eq!(lines[1], "lupine: exit status 0");
+    let ready = run.stdout.find("lupine: ready").unwrap();
+    assert!(run.stdout.find("served").unwrap() > ready, "{}", run.stdout);
+
+    // Never listening: no ready line.
+    let root = Root::new(Some(&manifest("sleep 0.2", r#", "ready": {"tcp": 8080}"#)));
+    assert_eq!(root.run("", &[]).stdout, "lupine: exit status 0\n");
+}

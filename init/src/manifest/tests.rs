@@ -164,7 +164,7 @@ fn not_json_or_not_an_object() {
 fn unknown_fields_are_errors_at_every_level() {
     assert_eq!(
         problems_in(r#""colour": "red""#),
-        ["colour: unknown field (expected one of: version, app, hostname, mounts, network, sysctl, rlimits, mode, on_exit, exit_port, boot_marker, entropy, log)"]
+        ["colour: unknown field (expected one of: version, app, hostname, mounts, network, sysctl, rlimits, mode, on_exit, exit_port, boot_marker, ready, entropy, log)"]
     );
     let p = problems_in(
         r#""app": {"pth": "/x"}, "network": {"interfaces": [{"name": "eth0", "ipv4": "x"}]}"#,
@@ -506,5 +506,48 @@ fn prefix_parser() {
         "10.0.2.15/-1",
     ] {
         assert_eq!(parse_prefix(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn ready_sockets_and_the_marker_written_when_ready() {
+    let m = parse(r#"{"version": 1, "ready": {"tcp": 6379}}"#).unwrap();
+    assert_eq!(m.ready, Some(Ready::Tcp(6379)));
+    assert_eq!(m.boot_marker_at, MarkerAt::Exec);
+    let m = parse(
+        r#"{"version": 1, "ready": {"unix": "/run/app.sock"},
+            "boot_marker": {"ioport": 1008, "value": 123, "at": "ready"}}"#,
+    )
+    .unwrap();
+    assert_eq!(m.ready, Some(Ready::Unix("/run/app.sock".into())));
+    assert_eq!(m.boot_marker_at, MarkerAt::Ready);
+    for (case, problem) in [
+        (
+            r#""ready": {"tcp": 0}"#,
+            "ready.tcp: 0 is not a port to listen on",
+        ),
+        (r#""ready": {"tcp": 70000}"#, "ready.tcp: "),
+        (r#""ready": {"unix": "run/app.sock"}"#, "ready.unix: "),
+        (
+            r#""ready": {"tcp": 80, "unix": "/s"}"#,
+            "ready: needs exactly one of",
+        ),
+        (r#""ready": {}"#, "ready: needs exactly one of"),
+        (r#""ready": {"udp": 53}"#, "ready.udp: unknown field"),
+        (
+            r#""ready": {"tcp": 80}, "mode": "exec""#,
+            "ready: needs \"mode\": \"supervise\"",
+        ),
+        (
+            r#""boot_marker": {"ioport": 1008, "value": 1, "at": "ready"}"#,
+            "boot_marker.at: \"ready\" needs a \"ready\" socket to watch",
+        ),
+        (
+            r#""boot_marker": {"ioport": 1008, "value": 1, "at": "boot"}"#,
+            "boot_marker.at: \"boot\" is not \"exec\" or \"ready\"",
+        ),
+    ] {
+        let p = problems_in(case);
+        assert!(p.iter().any(|p| p.starts_with(problem)), "{case}: {p:?}");
     }
 }

@@ -45,6 +45,10 @@ const VALID: &[&str] = &[
     r#""boot_marker": {"mmio": 18446744073709551615, "value": 0}"#,
     r#""boot_marker": null, "exit_port": null, "entropy": {"seed_file": null}"#,
     r#""entropy": {"seed_file": "/var/lib/seed"}"#,
+    r#""ready": {"tcp": 1}, "mode": "supervise""#,
+    r#""ready": {"unix": "/run/app.sock"}, "boot_marker": {"mmio": 1, "value": 1, "at": "ready"}"#,
+    r#""ready": {"tcp": 65535}, "boot_marker": {"ioport": 1, "value": 1, "at": "exec"}"#,
+    r#""ready": null, "boot_marker": {"ioport": 1, "value": 1, "at": null}, "mode": "exec""#,
 ];
 
 /// Refused by both, each for one reason.
@@ -176,6 +180,16 @@ const INVALID: &[&str] = &[
     r#""boot_marker": {"mmio": -1, "value": 1}"#,
     r#""boot_marker": {"ioport": 1008}"#,
     r#""boot_marker": 1008"#,
+    r#""boot_marker": {"ioport": 1008, "value": 1, "at": "boot"}"#,
+    r#""boot_marker": {"ioport": 1008, "value": 1, "at": "ready"}"#,
+    r#""ready": {"tcp": 0}"#,
+    r#""ready": {"tcp": 65536}"#,
+    r#""ready": {"unix": "run/app.sock"}"#,
+    r#""ready": {"tcp": 80, "unix": "/s"}"#,
+    r#""ready": {}"#,
+    r#""ready": {"udp": 53}"#,
+    r#""ready": 80"#,
+    r#""ready": {"tcp": 80}, "mode": "exec""#,
     r#""entropy": {"seed_file": "/s", "credit": true}"#,
     r#""entropy": {"seed_file": "seed"}"#,
 ];
