@@ -252,17 +252,10 @@ fn set_up_network(m: &Manifest, cmdline: &cmdline::Cmdline) -> Result<(), Fatal>
 /// Runs the app: in exec mode it replaces init (which returns only on failure); in supervise
 /// mode init waits for it.
 fn start_app(m: &Manifest, launch: &process::Launch) -> Result<Exit, Fatal> {
-    let boot_marker = || {
-        if let Some(marker) = m.boot_marker {
-            if let Err(e) = hw::boot_marker(marker) {
-                log::warn!("boot_marker: {e}");
-            }
-        }
-    };
     let marker = || {
         hw::cost_marker();
         if m.boot_marker_at == MarkerAt::Exec {
-            boot_marker();
+            write_boot_marker(m);
         }
     };
     match m.mode {
@@ -284,21 +277,32 @@ fn start_app(m: &Manifest, launch: &process::Launch) -> Result<Exit, Fatal> {
                 }
             })?;
             log::info!("started {} as pid {app}", launch.path.to_string_lossy());
-            let ready = |r: &manifest::Ready| {
-                if !ready::listening(r) {
-                    return false;
-                }
-                say(&format!("lupine: ready in {} ms", ready::since_boot_ms()));
-                if m.boot_marker_at == MarkerAt::Ready {
-                    boot_marker();
-                }
-                true
-            };
-            let mut watch = m.ready.as_ref().map(|r| move || ready(r));
+            let mut watch = m.ready.as_ref().map(|r| move || report_ready(m, r));
             let watch = watch.as_mut().map(|w| w as &mut dyn FnMut() -> bool);
             Ok(supervise::wait(app, &signals, watch))
         }
     }
+}
+
+fn write_boot_marker(m: &Manifest) {
+    if let Some(marker) = m.boot_marker {
+        if let Err(e) = hw::boot_marker(marker) {
+            log::warn!("boot_marker: {e}");
+        }
+    }
+}
+
+/// Whether the app listens on `ready` yet; the first time it does, says so on the console
+/// (and writes the boot marker if the manifest wants it then).
+fn report_ready(m: &Manifest, ready: &manifest::Ready) -> bool {
+    if !ready::listening(ready) {
+        return false;
+    }
+    say(&format!("lupine: ready in {} ms", ready::since_boot_ms()));
+    if m.boot_marker_at == MarkerAt::Ready {
+        write_boot_marker(m);
+    }
+    true
 }
 
 fn load_manifest(path: Option<&str>) -> Result<Manifest, Fatal> {
