@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build an application's root filesystem from Debian 12's own binary packages, unmodified.
-#   apps/debian.sh APP OUTDIR      APP: redis, nginx, memcached, or all
+#   apps/debian.sh APP OUTDIR      APP: redis, nginx, memcached, lighttpd, or all
 #
 # Writes OUTDIR/APP-deb/ as apps/build.sh writes OUTDIR/APP/: rootfs/ (the packages of
 # apps/debian/APP.packages, downloaded with `apt-get download` and unpacked with `dpkg-deb -x`,
@@ -22,7 +22,7 @@ die() { echo "apps/debian.sh: $*" >&2; exit 1; }
 app=$1
 outdir=$2
 here=$(cd "$(dirname "$0")" && pwd)
-all_apps=(redis nginx memcached)
+all_apps=(redis nginx memcached lighttpd)
 
 if [ "$app" = all ]; then
   for a in "${all_apps[@]}"; do "$0" "$a" "$outdir"; done
@@ -94,11 +94,12 @@ if [ ! -f "$result/build-info.json" ]; then
     "$stage/usr/lib/x86_64-linux-gnu/gconv"
   mkdir -p "$stage/etc"
   cp "$here/rootfs/etc/passwd" "$here/rootfs/etc/group" "$stage/etc/"
-  # The app's configuration and directories (apps/debian/APP.files: "DEST SOURCE" or "DEST/").
+  # The app's configuration and directories (apps/debian/APP.files: "DEST SOURCE", or "DEST/"
+  # with an optional octal MODE).
   while read -r dest src; do
     case $dest in
       '' | '#'*) continue ;;
-      */) mkdir -p "$stage/$dest" ;;
+      */) mkdir -p "$stage/$dest" && if [ -n "$src" ]; then chmod "$src" "$stage/$dest"; fi ;;
       *) install -D -m 644 "$here/debian/$src" "$stage/$dest" ;;
     esac
   done < "$here/debian/$app.files"

@@ -6,10 +6,14 @@
 //! - [`Initramfs`] packs lupine-init, busybox and a manifest into a newc cpio (lupine-image's
 //!   writer); [`ext4_image`] makes a disk with `mkfs.ext4 -d`.
 //! - [`Vm`] runs QEMU with a timeout and returns the console text and QEMU's exit status.
+//! - [`mmds::Server`] and [`syslog::Udp`]/[`syslog::Tcp`] are host servers for guests to reach
+//!   (Firecracker's metadata service, a syslog collector), recording what they receive.
 
 mod image;
 mod kernel;
+pub mod mmds;
 mod oci;
+pub mod syslog;
 mod tmp;
 mod vm;
 

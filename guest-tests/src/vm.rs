@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use crate::{kernel, Error, Result, GENERAL, MICROVM};
 
+/// The host's busybox, whose `nc` relays [`Vm::guestfwd`] connections (the initramfs's too).
+const BUSYBOX: &str = "/bin/busybox";
+
 /// I/O port of the `isa-debug-exit` device ([`Vm::exit_device`]).
 pub const EXIT_PORT: u16 = 0xf4;
 /// I/O port recorded by `-debugcon` ([`Vm::debugcon`]).
@@ -28,7 +31,9 @@ pub struct Vm {
     initramfs: Option<PathBuf>,
     disks: Vec<PathBuf>,
     net: bool,
+    user_net: Option<String>,
     forwards: Vec<u16>,
+    guestfwds: Vec<(String, u16, u16)>,
     debugcon: Option<PathBuf>,
     exit_device: bool,
     smp: Option<u32>,
@@ -48,7 +53,9 @@ impl Vm {
             initramfs: None,
             disks: Vec::new(),
             net: false,
+            user_net: None,
             forwards: Vec::new(),
+            guestfwds: Vec::new(),
             debugcon: None,
             exit_device: false,
             smp: None,
@@ -114,7 +121,9 @@ impl Vm {
         self
     }
 
-    /// Adds a raw virtio-blk disk (the first one is /dev/vda).
+    /// Adds a raw virtio-blk disk: the first one is /dev/vda, the second /dev/vdb, and so on.
+    /// microvm places the devices in virtio-mmio slots in command-line order and the kernel
+    /// probes the slots in that order, so the names follow the order of the calls.
     pub fn disk(mut self, path: &Path) -> Vm {
         self.disks.push(path.into());
         self
@@ -124,6 +133,44 @@ impl Vm {
     /// DNS 10.0.2.3; the gateway reaches the host's loopback).
     pub fn net(mut self) -> Vm {
         self.net = true;
+        self
+    }
+
+    /// The user network's address range (`net=` of QEMU's user netdev), e.g.
+    /// `169.254.169.0/24`, instead of 10.0.2.0/24. Implies [`Vm::net`]. QEMU derives the rest
+    /// from it: for a /24, the gateway (which reaches the host's loopback) is .2, the DNS
+    /// server .3 and DHCP leases start at .15; the guest's static address (lupine-init's
+    /// manifest) must be in the range too. Needed for a [`Vm::guestfwd`] address outside
+    /// 10.0.2.0/24, such as MMDS's 169.254.169.254.
+    pub fn user_net(mut self, cidr: &str) -> Vm {
+        self.net = true;
+        self.user_net = Some(cidr.into());
+        self
+    }
+
+    /// Forwards the guest's TCP connections to `guest_ip:guest_port` to the host's
+    /// `127.0.0.1:host_port`. Implies [`Vm::net`].
+    ///
+    /// `guest_ip` must lie in the user network (see [`Vm::user_net`]) and be neither its
+    /// gateway (.2) nor its DNS server (.3): else QEMU 7.2 (libslirp) refuses to start
+    /// ("Conflicting/invalid host:port in guest forwarding rule"). So 169.254.169.254 needs
+    /// `user_net("169.254.169.0/24")` (checked by running QEMU).
+    ///
+    /// Each guest connection runs `busybox nc 127.0.0.1 HOST_PORT` on the host
+    /// (`guestfwd=tcp:IP:PORT-cmd:...`), so the host server sees the guest's connections one
+    /// for one, and each side sees the other close, as with a real server. With nothing
+    /// listening on `host_port`, the guest sees its connection accepted, then closed without
+    /// data.
+    ///
+    /// `guestfwd=tcp:IP:PORT-tcp:127.0.0.1:HOST_PORT` would not do: QEMU opens that one
+    /// connection when it starts (and fails to start if nothing listens), the bytes of every
+    /// guest connection go through it one after the other, a close on either side is not
+    /// passed on, and once the host server closes it (an HTTP `Connection: close`) later guest
+    /// connections reach nothing.
+    pub fn guestfwd(mut self, guest_ip: &str, guest_port: u16, host_port: u16) -> Vm {
+        self.net = true;
+        self.guestfwds
+            .push((guest_ip.into(), guest_port, host_port));
         self
     }
 
@@ -251,6 +298,17 @@ impl Vm {
         }
         if self.net {
             let mut netdev = "user,id=n0".to_string();
+            if let Some(cidr) = &self.user_net {
+                netdev += &format!(",net={cidr}");
+            }
+            for (ip, guest, host) in &self.guestfwds {
+                // One nc per guest connection; see Vm::guestfwd for why not `-tcp:`. Its stderr
+                // would go to the guest too.
+                netdev += &format!(
+                    ",guestfwd=tcp:{ip}:{guest}-cmd:{BUSYBOX} sh -c \
+                     'exec {BUSYBOX} nc 127.0.0.1 {host} 2>/dev/null'"
+                );
+            }
             for (guest, host) in ports {
                 netdev += &format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}");
             }

@@ -1,5 +1,7 @@
-//! The console as the app sees it: its last output reaches the host before the VM ends, and
-//! ^C typed on the console signals the app (the console's foreground process group), not init.
+//! The console as the app sees it: its output comes through pipes of its own that init relays
+//! (so an app without privileges can reopen /dev/stdout), its last output reaches the host
+//! before the VM ends, and ^C typed on the console signals the app (the console's foreground
+//! process group), not init.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -100,4 +102,24 @@ fn ctrl_c_on_the_console_reaches_the_app_only() {
     // Init, in the background once the app took the foreground, still drained the console.
     assert!(!out.console.contains("console drain"), "{out}");
     out.assert_exit_status(0);
+}
+
+/// As under a container runtime, stdout and stderr are the app's own pipes: a user without
+/// privileges reopens them by name (the console is root's, 0600), and they are no terminal;
+/// stdin is still the console.
+#[test]
+fn an_app_without_privileges_reopens_its_stdout_and_stderr() {
+    let tmp = TempDir::new("console-reopen").unwrap();
+    let manifest = r#"{"version": 1, "app": {"path": "/bin/sh", "user": "65534:65534", "args": ["-c",
+        "echo reopened-out > /dev/stdout && echo reopened-err > /dev/stderr && { [ -t 1 ] && echo stdout-tty || echo stdout-pipe; } && { [ -t 0 ] && echo stdin-tty || echo stdin-not-tty; }"]}}"#;
+    let initrd = Initramfs::new(manifest)
+        .unwrap()
+        .write(tmp.join("initramfs.cpio"))
+        .unwrap();
+    // lupine-general: lupine-base has no users (MULTIUSER).
+    let out = Vm::lupine(&initrd).unwrap().run().unwrap();
+    out.assert_exit_status(0);
+    for line in ["reopened-out", "reopened-err", "stdout-pipe", "stdin-tty"] {
+        assert!(out.has_line(line), "no {line:?}\n{out}");
+    }
 }

@@ -1,13 +1,14 @@
-//! Dynamically linked apps, as real images ship them: Debian 12's own `redis-server`, `nginx` and
-//! `memcached` packages with their library dependencies (apps/debian.sh: `apt-get download`,
-//! `dpkg-deb -x`), linked against glibc, and an Alpine-style redis (apps/build.sh redis-musl: the
-//! project's build linked against Debian's musl, whose `libc.so` is the interpreter). Each becomes
-//! an OCI image and a relinked ext4 disk through lupine-image, which relinks the C library (glibc's
-//! `libc.so.6` and `ld-linux-x86-64.so.2`, musl's `libc.so`); the programs themselves have no
-//! syscall site.
+//! Dynamically linked apps, as real images ship them: Debian 12's own `redis-server`, `nginx`,
+//! `memcached` and `lighttpd` packages with their library dependencies (apps/debian.sh: `apt-get
+//! download`, `dpkg-deb -x`), linked against glibc, and an Alpine-style redis (apps/build.sh
+//! redis-musl: the project's build linked against Debian's musl, whose `libc.so` is the
+//! interpreter). Each becomes an OCI image and a relinked ext4 disk through lupine-image, which
+//! relinks the C library (glibc's `libc.so.6` and `ld-linux-x86-64.so.2`, musl's `libc.so`); the
+//! programs themselves have no syscall site.
 //!
 //! - On lupine-general they serve the host's redis-benchmark, ab and a memcached client, as the
-//!   static builds do.
+//!   static builds do; lighttpd, with its error log on `/dev/stderr` as its users configure it,
+//!   serves its page after dropping to www-data, and its start-up line reaches the console.
 //! - On lupine-general+kml with `kml=on`, the executable under /trusted: the app runs at CPL 0,
 //!   and /proc/kml (read through bench/kml_counts.c, the app's parent, on a second port) shows
 //!   the call entries rising with the load, at least one per request: the relinked C library's
@@ -236,6 +237,71 @@ fn debian_nginx_serves_ab_on_lupine_general() {
     let vm = boot(&disk, GENERAL, "", &[80]);
     wait_ready(&vm, 80, b"GET / HTTP/1.0\r\n\r\n", b"HTTP/1.1 200");
     nginx_load(&vm, 500);
+    stop(vm);
+}
+
+/// The upstream version of package `name` in the app built in `build` (its build-info.json):
+/// Debian's version without epoch and revision, `1.4.69` for `1.4.69-1`.
+fn upstream_version(build: &Path, name: &str) -> String {
+    let info: Value =
+        serde_json::from_slice(&std::fs::read(build.join("build-info.json")).unwrap()).unwrap();
+    let version = info["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["package"] == name)
+        .unwrap_or_else(|| panic!("no package {name} in {info}"))["version"]
+        .as_str()
+        .unwrap();
+    let version = version.split_once(':').map_or(version, |(_, v)| v);
+    version
+        .rsplit_once('-')
+        .map_or(version, |(v, _)| v)
+        .to_string()
+}
+
+/// Waits up to 30 s for `text` on the console: the app's output reaches it through init.
+fn wait_console(vm: &Running, text: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !vm.console().contains(text) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {text:?} on the console\n{}",
+            vm.console()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Debian's lighttpd with `server.errorlog = "/dev/stderr"`, as its users write it
+/// (apps/debian/lighttpd.conf): it starts as root, binds port 80, drops to www-data and only
+/// then opens /dev/stderr anew (through /proc/self/fd/2), which www-data must be allowed to do
+/// with the stderr init gave the app. It serves the image's page and a 404, and its start-up
+/// line, "server started (lighttpd/VERSION)", reaches the console.
+#[test]
+fn debian_lighttpd_serves_with_its_error_log_on_stderr() {
+    let tmp = TempDir::new("deb-lighttpd-general").unwrap();
+    let (disk, _) = disk("lighttpd-deb", Disk::Plain, &tmp);
+    let build = app("lighttpd-deb").unwrap();
+    let page = std::fs::read_to_string(build.join("rootfs/var/www/html/index.html")).unwrap();
+    let started = format!(
+        "server started (lighttpd/{})",
+        upstream_version(&build, "lighttpd")
+    );
+    let vm = boot(&disk, GENERAL, "", &[80]);
+    wait_ready(&vm, 80, b"GET / HTTP/1.0\r\n\r\n", b"HTTP/1.0 200");
+    let index = vm.http_get(80, "/").unwrap();
+    let (head, body) = index.split_once("\r\n\r\n").unwrap_or((&index, ""));
+    assert!(
+        head.starts_with("HTTP/1.0 200 OK\r\n")
+            && head.contains("\r\nContent-Type: text/html")
+            && body == page,
+        "GET /: {index}\n{}",
+        vm.console()
+    );
+    let missing = vm.http_get(80, "/no-such-page.html").unwrap();
+    assert!(missing.starts_with("HTTP/1.0 404 "), "{missing}");
+    wait_console(&vm, &started);
     stop(vm);
 }
 

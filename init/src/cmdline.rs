@@ -1,10 +1,11 @@
 //! The parts of the kernel command line lupine-init reads (/proc/cmdline).
 
-/// `lupine.manifest=PATH`, `lupine.log=LEVEL` and the standard `ip=`.
+/// `lupine.manifest=PATH`, `lupine.log=LEVEL`, `lupine.config=SOURCE` and the standard `ip=`.
 #[derive(Debug, Default, PartialEq)]
 pub struct Cmdline {
     pub manifest: Option<String>,
     pub log: Option<String>,
+    pub config: Option<String>,
     pub ip: Option<String>,
 }
 
@@ -18,6 +19,7 @@ pub fn parse(text: &str) -> Cmdline {
             match key {
                 "lupine.manifest" => c.manifest = Some(value.to_string()),
                 "lupine.log" => c.log = Some(value.to_string()),
+                "lupine.config" => c.config = Some(value.to_string()),
                 "ip" => c.ip = Some(value.to_string()),
                 _ => {}
             }
@@ -63,8 +65,9 @@ mod tests {
     #[test]
     fn reads_lupine_parameters_and_ip() {
         let c = parse(
-            "console=ttyS0 lupine.manifest=/m.json lupine.log=debug ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off quiet\n",
+            "console=ttyS0 lupine.manifest=/m.json lupine.log=debug lupine.config=mmds ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off quiet\n",
         );
+        assert_eq!(c.config.as_deref(), Some("mmds"));
         assert_eq!(c.manifest.as_deref(), Some("/m.json"));
         assert_eq!(c.log.as_deref(), Some("debug"));
         assert_eq!(

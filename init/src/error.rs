@@ -43,3 +43,14 @@ impl<T, E: fmt::Display> Context<T> for Result<T, E> {
 pub fn say(line: &str) {
     let _ = std::io::stdout().write_all(format!("{line}\n").as_bytes());
 }
+
+/// A line on the console that also goes to syslog, from init, when a server is configured.
+pub fn announce(line: &str) {
+    say(line);
+    crate::syslog::log(
+        crate::syslog::DAEMON,
+        crate::syslog::NOTICE,
+        crate::syslog::Origin::Init,
+        line,
+    );
+}

@@ -1,9 +1,12 @@
 //! `log` backend writing to /dev/kmsg, so messages land in the kernel log with timestamps;
-//! falls back to stderr (the console) when /dev/kmsg cannot be opened.
+//! falls back to stderr (the console) when /dev/kmsg cannot be opened. Every message also
+//! goes to syslog when the manifest names a server.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::sync::Mutex;
+
+use crate::syslog::{self, Origin};
 
 struct Kmsg {
     out: Mutex<Option<File>>,
@@ -18,6 +21,14 @@ impl log::Log for Kmsg {
         if !self.enabled(record.metadata()) {
             return;
         }
+        let severity = match record.level() {
+            log::Level::Error => syslog::ERR,
+            log::Level::Warn => syslog::WARNING,
+            log::Level::Info => syslog::INFO,
+            log::Level::Debug | log::Level::Trace => syslog::DEBUG,
+        };
+        let line = format!("lupine: {}", record.args());
+        syslog::log(syslog::DAEMON, severity, Origin::Init, &line);
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         if out.is_none() {
             *out = OpenOptions::new().write(true).open("/dev/kmsg").ok();
@@ -25,13 +36,7 @@ impl log::Log for Kmsg {
         match out.as_mut() {
             // One write per record: kmsg takes each write as one message.
             Some(kmsg) => {
-                let prio = match record.level() {
-                    log::Level::Error => 3,
-                    log::Level::Warn => 4,
-                    log::Level::Info => 6,
-                    log::Level::Debug | log::Level::Trace => 7,
-                };
-                let _ = kmsg.write_all(format!("<{prio}>lupine: {}\n", record.args()).as_bytes());
+                let _ = kmsg.write_all(format!("<{severity}>{line}\n").as_bytes());
             }
             None => eprintln!("lupine: {}: {}", record.level(), record.args()),
         }

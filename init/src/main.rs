@@ -3,29 +3,39 @@
 //! and ends the VM.
 
 mod cmdline;
+mod config;
 mod entropy;
 mod error;
 mod hw;
 mod ipconfig;
 mod logger;
 mod manifest;
+mod mmds;
 mod mounts;
 mod net;
 mod process;
 mod ready;
+mod relay;
 mod supervise;
+mod syslog;
 mod system;
 
 use std::fs;
 use std::io::{ErrorKind, IsTerminal};
 use std::os::fd::AsRawFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use error::{say, Context, Fatal};
+use serde_json::Value;
+
+use config::Source;
+use error::{announce, say, Context, Fatal};
 use manifest::{Manifest, MarkerAt, Mode, OnExit};
 use supervise::Exit;
 
 const DEFAULT_MANIFEST: &str = "/etc/lupine.json";
+
+/// How long the VM's end waits for a syslog server to take the last lines.
+const SYSLOG_FLUSH: Duration = Duration::from_secs(2);
 
 const USAGE: &str = "usage: lupine-init                 run as PID 1 (init=/lupine-init)
        lupine-init --check FILE    validate a manifest and print every problem
@@ -56,7 +66,7 @@ fn main() {
     match run(&args[1..], &mut ending) {
         Ok(exit) => {
             nix::unistd::sync();
-            say(&exit.line());
+            announce(&exit.line());
             ending.finish(exit.status())
         }
         Err(fatal) => {
@@ -104,6 +114,7 @@ struct Ending {
 
 impl Ending {
     fn finish(&self, status: u8) -> ! {
+        syslog::flush_for(SYSLOG_FLUSH);
         // Until the console has sent everything: reboot(2) drops what is still queued. Once
         // the app's group took the foreground, init may wait on the console only with SIGTTOU
         // blocked (the kernel refuses a background group otherwise).
@@ -130,7 +141,8 @@ struct Phases(Instant);
 impl Phases {
     fn done(&mut self, phase: &str) {
         let now = Instant::now();
-        log::debug!("{phase}: {:?}", now - self.0);
+        // Whole microseconds: Duration's Debug would link its formatter into PID 1.
+        log::debug!("{phase}: {}us", (now - self.0).as_micros() as u64);
         self.0 = now;
     }
 }
@@ -140,7 +152,14 @@ fn run(args: &[String], ending: &mut Ending) -> Result<Exit, Fatal> {
     let cmdline = early_setup();
     phases.done("default mounts");
 
-    let m = read_manifest(&cmdline, args, ending)?;
+    let source = cmdline.config.as_deref().map(Source::parse).transpose();
+    let source = source.map_err(|e| Fatal::new("config", e))?;
+    let (path, mut doc) = load_manifest(cmdline.manifest.as_deref())?;
+    if let Some(source) = source.as_ref().filter(|s| !s.needs_network()) {
+        apply_config(&mut doc, source)?;
+    }
+    let merged = source.as_ref().filter(|s| !s.needs_network());
+    let mut m = read_manifest(&doc, &path, merged, &cmdline, args, ending)?;
     phases.done("manifest");
 
     if let Some(seed) = &m.entropy_seed {
@@ -148,8 +167,30 @@ fn run(args: &[String], ending: &mut Ending) -> Result<Exit, Fatal> {
         phases.done("entropy");
     }
 
-    set_up_network(&m, &cmdline)?;
+    let ip = match (&m.network, &cmdline.ip) {
+        (None, Some(ip)) => Some(ipconfig::parse(ip).map_err(|e| Fatal::new("ip=", e))?),
+        _ => None,
+    };
+    // Taken, not borrowed: the manifest may be read again below (never its network).
+    let (ip_network, ip_hostname) = ip.map(|c| (c.network, c.hostname)).unzip();
+    let ip_hostname = ip_hostname.flatten();
+    let network = m.network.take().or(ip_network);
+    bring_up_network(network.as_ref())?;
     phases.done("network");
+
+    if let Some(source) = source.as_ref().filter(|s| s.needs_network()) {
+        apply_config(&mut doc, source)?;
+        m = read_manifest(&doc, &path, Some(source), &cmdline, args, ending)?;
+        phases.done("config");
+    }
+    let hostname = m
+        .hostname
+        .as_deref()
+        .or(ip_hostname.as_deref())
+        .unwrap_or("lupine");
+    name_host(hostname, network.as_ref())?;
+    // From here on, a failure reaches the syslog server too.
+    syslog::start(m.syslog.as_ref(), hostname, &app_name(&m.app));
 
     mounts::manifest_mounts(&m.mounts)?;
     system::apply_sysctls(&m.sysctl)?;
@@ -161,6 +202,36 @@ fn run(args: &[String], ending: &mut Ending) -> Result<Exit, Fatal> {
     )?;
     phases.done("mounts, sysctls, app");
     start_app(&m, &launch)
+}
+
+/// The app's name in syslog messages: its executable's file name.
+fn app_name(app: &manifest::App) -> String {
+    let path = app.path.as_deref().unwrap_or("app");
+    path.rsplit('/').next().unwrap_or(path).to_string()
+}
+
+/// Applies the per-instance fragment from `source` over the manifest's document. One read
+/// after the network is up cannot change what was set before it.
+fn apply_config(doc: &mut Value, source: &Source) -> Result<(), Fatal> {
+    let fragment = source.fetch().map_err(|e| Fatal::new("config", e))?;
+    if source.needs_network() {
+        for key in ["network", "entropy"] {
+            if fragment.get(key).is_some() {
+                return Err(Fatal::new(
+                    "config",
+                    format!(
+                        "{}: \"{key}\" cannot come from there: it is set before the network \
+                         is up (put it in the image's manifest or on a config drive)",
+                        source.name()
+                    ),
+                ));
+            }
+        }
+    }
+    config::merge(doc, fragment);
+    // Names only: values may be secrets.
+    log::info!("config: applied {}", source.name());
+    Ok(())
 }
 
 /// What init needs before it can read the manifest: /proc, /dev and a console, and the
@@ -184,13 +255,20 @@ fn cmdline_level(cmdline: &cmdline::Cmdline) -> Option<log::LevelFilter> {
 }
 
 /// The manifest, with the app from init's arguments when there are any; sets how the VM ends
-/// and the log level (the command line's over the manifest's).
+/// and the log level (the command line's over the manifest's). `path` names the document,
+/// `merged` the fragment merged into it, if any.
 fn read_manifest(
+    doc: &Value,
+    path: &str,
+    merged: Option<&Source>,
     cmdline: &cmdline::Cmdline,
     args: &[String],
     ending: &mut Ending,
 ) -> Result<Manifest, Fatal> {
-    let mut m = load_manifest(cmdline.manifest.as_deref())?;
+    let mut m = manifest::validate(doc).map_err(|p| match merged {
+        Some(s) => Fatal::new("config", format!("{path} with {}: {p}", s.name())),
+        None => Fatal::new("manifest", format!("{path}: {p}")),
+    })?;
     ending.on_exit = m.on_exit;
     ending.exit_port = m.exit_port;
     let level = cmdline_level(cmdline)
@@ -220,28 +298,22 @@ fn read_manifest(
     Ok(m)
 }
 
-/// Hostname, loopback, the manifest's network (or the command line's `ip=` without one),
-/// /etc/resolv.conf and /etc/hosts.
-fn set_up_network(m: &Manifest, cmdline: &cmdline::Cmdline) -> Result<(), Fatal> {
-    let ip = match (&m.network, &cmdline.ip) {
-        (None, Some(ip)) => Some(ipconfig::parse(ip).map_err(|e| Fatal::new("ip=", e))?),
-        _ => None,
-    };
-    let network = m.network.as_ref().or(ip.as_ref().map(|c| &c.network));
-    let hostname = m
-        .hostname
-        .as_deref()
-        .or(ip.as_ref().and_then(|c| c.hostname.as_deref()))
-        .unwrap_or("lupine");
-    system::set_hostname(hostname)?;
+/// Loopback, and the manifest's network (or the command line's `ip=` without one).
+fn bring_up_network(network: Option<&manifest::Network>) -> Result<(), Fatal> {
     if let Err(e) = net::loopback_up() {
         log::warn!("loopback: {e}");
     }
     if let Some(net) = network {
         net::configure(net).step("network")?;
-        if let Some(text) = net::resolv_conf(net) {
-            system::write_atomic("/etc/resolv.conf", text).step("network.dns: /etc/resolv.conf")?;
-        }
+    }
+    Ok(())
+}
+
+/// The hostname, /etc/resolv.conf and /etc/hosts.
+fn name_host(hostname: &str, network: Option<&manifest::Network>) -> Result<(), Fatal> {
+    system::set_hostname(hostname)?;
+    if let Some(text) = network.and_then(net::resolv_conf) {
+        system::write_atomic("/etc/resolv.conf", text).step("network.dns: /etc/resolv.conf")?;
     }
     if let Err(e) = system::write_atomic("/etc/hosts", system::hosts_file(hostname, network)) {
         log::warn!("/etc/hosts: {e}");
@@ -268,18 +340,25 @@ fn start_app(m: &Manifest, launch: &process::Launch) -> Result<Exit, Fatal> {
             // Init, not the app, leads the console's session: when a session leader exits,
             // the kernel hangs its terminal up, which drops output not yet sent.
             take_console();
-            let signals = supervise::block_signals();
-            let app = supervise::spawn(|| {
+            supervise::catch_signals();
+            let kmsg = m.syslog.as_ref().is_some_and(|s| s.kmsg);
+            let (relay, writers) = relay::pipes(kmsg)?;
+            let mut events = supervise::Events::new(relay);
+            let app = supervise::spawn(move || {
                 foreground();
+                if let Err(fatal) = writers.install() {
+                    return fatal;
+                }
                 match process::prepare(launch, marker) {
                     Ok(()) => process::exec(launch),
                     Err(fatal) => fatal,
                 }
             })?;
+            events.set_app(app);
             log::info!("started {} as pid {app}", launch.path.to_string_lossy());
             let mut watch = m.ready.as_ref().map(|r| move || report_ready(m, r));
             let watch = watch.as_mut().map(|w| w as &mut dyn FnMut() -> bool);
-            Ok(supervise::wait(app, &signals, watch))
+            Ok(supervise::wait(app, &mut events, watch))
         }
     }
 }
@@ -298,28 +377,29 @@ fn report_ready(m: &Manifest, ready: &manifest::Ready) -> bool {
     if !ready::listening(ready) {
         return false;
     }
-    say(&format!("lupine: ready in {} ms", ready::since_boot_ms()));
+    announce(&format!("lupine: ready in {} ms", ready::since_boot_ms()));
     if m.boot_marker_at == MarkerAt::Ready {
         write_boot_marker(m);
     }
     true
 }
 
-fn load_manifest(path: Option<&str>) -> Result<Manifest, Fatal> {
+/// The manifest's path and JSON document; `{"version": 1}` when the default path has none.
+fn load_manifest(path: Option<&str>) -> Result<(String, Value), Fatal> {
     let (path, explicit) = match path {
         Some(p) => (p, true),
         None => (DEFAULT_MANIFEST, false),
     };
-    match fs::read_to_string(path) {
-        Ok(text) => {
-            manifest::parse(&text).map_err(|p| Fatal::new("manifest", format!("{path}: {p}")))
-        }
+    let doc = match fs::read_to_string(path) {
+        Ok(text) => manifest::parse_json(&text)
+            .map_err(|p| Fatal::new("manifest", format!("{path}: {p}")))?,
         Err(e) if e.kind() == ErrorKind::NotFound && !explicit => {
             log::info!("no {path}: running the kernel's arguments with defaults");
-            Ok(Manifest::default())
+            serde_json::json!({"version": 1})
         }
-        Err(e) => Err(Fatal::new("manifest", format!("{path}: {e}"))),
-    }
+        Err(e) => return Err(Fatal::new("manifest", format!("{path}: {e}"))),
+    };
+    Ok((path.to_string(), doc))
 }
 
 /// When the kernel could not give init a console (Rust's runtime then put /dev/null on fds

@@ -30,6 +30,26 @@ pub struct Manifest {
     pub ready: Option<Ready>,
     pub entropy_seed: Option<String>,
     pub log: Option<log::LevelFilter>,
+    /// Where the app's output and init's messages also go (supervise mode).
+    pub syslog: Option<Syslog>,
+}
+
+/// `log.syslog`: a syslog server (an IP address: there is no resolver before the app runs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Syslog {
+    pub transport: Transport,
+    pub address: std::net::SocketAddr,
+    /// RFC 5424 APP-NAME of the app's lines; by default its executable's file name.
+    pub app_name: Option<String>,
+    /// Also forward the kernel's messages.
+    pub kmsg: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    /// With RFC 6587 octet counting.
+    Tcp,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -232,14 +252,23 @@ impl fmt::Display for Problems {
 
 /// Parses and validates a manifest.
 pub fn parse(text: &str) -> Result<Manifest, Problems> {
-    let value: Value = serde_json::from_str(text).map_err(|e| {
+    validate(&parse_json(text)?)
+}
+
+/// The JSON document of a manifest, not yet validated.
+pub fn parse_json(text: &str) -> Result<Value, Problems> {
+    serde_json::from_str(text).map_err(|e| {
         Problems(vec![Problem {
             path: String::new(),
             message: format!("not valid JSON: {e}"),
         }])
-    })?;
+    })
+}
+
+/// Validates a manifest's JSON document.
+pub fn validate(value: &Value) -> Result<Manifest, Problems> {
     let mut v = Validator::default();
-    let manifest = v.manifest(&value);
+    let manifest = v.manifest(value);
     if v.problems.is_empty() {
         Ok(manifest)
     } else {
@@ -275,8 +304,19 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
+/// A value as a problem names it. By hand rather than serde_json's serializer, which this
+/// alone would link into PID 1: a container's members are left out.
 fn show(v: &Value) -> String {
-    let s = v.to_string();
+    let s = match v {
+        Value::Null => "null".to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("{s:?}"),
+        Value::Array(a) if a.is_empty() => "[]".to_string(),
+        Value::Array(_) => "[...]".to_string(),
+        Value::Object(o) if o.is_empty() => "{}".to_string(),
+        Value::Object(_) => "{...}".to_string(),
+    };
     if s.chars().count() > 60 {
         let head: String = s.chars().take(57).collect();
         format!("{head}...")
@@ -293,10 +333,15 @@ impl Validator {
         });
     }
 
+    /// "`v` is not `what`", with the value shown (one formatting site for all of them).
+    fn not(&mut self, path: &str, v: &Value, what: &str) {
+        self.problem(path, format!("{} is not {what}", show(v)));
+    }
+
     /// Opens an object, reporting any key not in `known`.
     fn object<'a>(&mut self, path: &str, v: &'a Value, known: &[&str]) -> Option<Fields<'a>> {
         let Value::Object(map) = v else {
-            self.problem(path, format!("{} is not an object", show(v)));
+            self.not(path, v, "an object");
             return None;
         };
         for key in map.keys() {
@@ -321,7 +366,7 @@ impl Validator {
             }
             Value::String(s) => Some(s.clone()),
             _ => {
-                self.problem(path, format!("{} is not a string", show(v)));
+                self.not(path, v, "a string");
                 None
             }
         }
@@ -331,7 +376,7 @@ impl Validator {
         match v {
             Value::Bool(b) => Some(*b),
             _ => {
-                self.problem(path, format!("{} is not true or false", show(v)));
+                self.not(path, v, "true or false");
                 None
             }
         }
@@ -354,10 +399,7 @@ impl Validator {
         match v.as_f64() {
             Some(s) if (0.0..=3600.0).contains(&s) => s,
             _ => {
-                self.problem(
-                    path,
-                    format!("{} is not a number of seconds (0 to 3600)", show(v)),
-                );
+                self.not(path, v, "a number of seconds (0 to 3600)");
                 0.0
             }
         }
@@ -367,7 +409,7 @@ impl Validator {
         match v {
             Value::Array(items) => items,
             _ => {
-                self.problem(path, format!("{} is not an array", show(v)));
+                self.not(path, v, "an array");
                 &[]
             }
         }
@@ -385,7 +427,7 @@ impl Validator {
     fn absolute_path(&mut self, path: &str, v: &Value) -> Option<String> {
         let s = self.string(path, v)?;
         if !s.starts_with('/') {
-            self.problem(path, format!("{} is not an absolute path", show(v)));
+            self.not(path, v, "an absolute path");
             return None;
         }
         Some(s)
@@ -465,7 +507,13 @@ impl Validator {
             m.entropy_seed = self.entropy_seed(&p, v);
         }
         if let Some((p, v)) = f.get("log") {
-            m.log = self.log(&p, v);
+            (m.log, m.syslog) = self.log(&p, v);
+            if m.syslog.is_some() && m.mode == Mode::Exec {
+                self.problem(
+                    &join(&p, "syslog"),
+                    "needs \"mode\": \"supervise\" (init relays the app's output)",
+                );
+            }
         }
         m
     }
@@ -475,10 +523,7 @@ impl Validator {
         match v {
             None => self.problem("version", "missing (this init reads version 1)"),
             Some(v) if v.as_u64() == Some(1) => {}
-            Some(v) => self.problem(
-                "version",
-                format!("{} is not a supported version (this init reads 1)", show(v)),
-            ),
+            Some(v) => self.not("version", v, "a supported version (this init reads 1)"),
         }
     }
 
@@ -496,10 +541,7 @@ impl Validator {
             Some("exec") => Some(Mode::Exec),
             Some("supervise") => Some(Mode::Supervise),
             _ => {
-                self.problem(
-                    path,
-                    format!("{} is not \"exec\" or \"supervise\"", show(v)),
-                );
+                self.not(path, v, "\"exec\" or \"supervise\"");
                 None
             }
         }
@@ -511,10 +553,7 @@ impl Validator {
             Some("poweroff") => Some(OnExit::Poweroff),
             Some("halt") => Some(OnExit::Halt),
             _ => {
-                self.problem(
-                    path,
-                    format!("{} is not \"reboot\", \"poweroff\" or \"halt\"", show(v)),
-                );
+                self.not(path, v, "\"reboot\", \"poweroff\" or \"halt\"");
                 None
             }
         }
@@ -526,15 +565,79 @@ impl Validator {
         self.absolute_path(&p, v)
     }
 
-    fn log(&mut self, path: &str, v: &Value) -> Option<log::LevelFilter> {
+    /// `"LEVEL"`, or `{"level": "LEVEL", "syslog": {...}}`.
+    fn log(&mut self, path: &str, v: &Value) -> (Option<log::LevelFilter>, Option<Syslog>) {
+        if !v.is_object() {
+            return (self.level(path, v), None);
+        }
+        let Some(f) = self.object(path, v, &["level", "syslog"]) else {
+            return (None, None);
+        };
+        let level = f.get("level").and_then(|(p, v)| self.level(&p, v));
+        let syslog = f.get("syslog").and_then(|(p, v)| self.syslog(&p, v));
+        (level, syslog)
+    }
+
+    fn syslog(&mut self, path: &str, v: &Value) -> Option<Syslog> {
+        let f = self.object(path, v, &["address", "app_name", "kmsg"])?;
+        let address = match f.get("address") {
+            Some((p, v)) => self.syslog_address(&p, v),
+            None => {
+                self.problem(&join(path, "address"), "missing");
+                None
+            }
+        };
+        let app_name = f.get("app_name").and_then(|(p, v)| {
+            let name = self.string(&p, v)?;
+            let printable = |c: char| c.is_ascii_graphic();
+            if name.is_empty() || name.len() > 48 || !name.chars().all(printable) {
+                self.not(
+                    &p,
+                    v,
+                    "1 to 48 printable ASCII characters (RFC 5424 APP-NAME)",
+                );
+                return None;
+            }
+            Some(name)
+        });
+        let kmsg = f.get("kmsg").and_then(|(p, v)| self.bool(&p, v));
+        let (transport, address) = address?;
+        Some(Syslog {
+            transport,
+            address,
+            app_name,
+            kmsg: kmsg.unwrap_or(false),
+        })
+    }
+
+    fn syslog_address(
+        &mut self,
+        path: &str,
+        v: &Value,
+    ) -> Option<(Transport, std::net::SocketAddr)> {
+        let s = self.string(path, v)?;
+        let parsed = match s.split_once("://") {
+            Some(("udp", a)) => a.parse().ok().map(|a| (Transport::Udp, a)),
+            Some(("tcp", a)) => a.parse().ok().map(|a| (Transport::Tcp, a)),
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.not(
+                path,
+                v,
+                "\"udp://IP:PORT\" or \"tcp://IP:PORT\" (an IP address: no DNS)",
+            );
+        }
+        parsed
+    }
+
+    fn level(&mut self, path: &str, v: &Value) -> Option<log::LevelFilter> {
         let level = v.as_str().and_then(parse_level);
         if level.is_none() {
-            self.problem(
+            self.not(
                 path,
-                format!(
-                    "{} is not one of \"off\", \"error\", \"warn\", \"info\", \"debug\", \"trace\"",
-                    show(v)
-                ),
+                v,
+                "one of \"off\", \"error\", \"warn\", \"info\", \"debug\", \"trace\"",
             );
         }
         level
@@ -581,7 +684,7 @@ impl Validator {
     fn env(&mut self, path: &str, v: &Value) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
         let Value::Object(map) = v else {
-            self.problem(path, format!("{} is not an object", show(v)));
+            self.not(path, v, "an object");
             return env;
         };
         for (key, value) in map {
@@ -591,8 +694,15 @@ impl Validator {
                     &kp,
                     "is not a valid variable name (empty, or has '=' or NUL)",
                 );
-            } else if let Some(value) = self.string(&kp, value) {
-                env.insert(key.clone(), value);
+            } else {
+                // Not self.string: its message shows the value, which may be a secret.
+                match value {
+                    Value::String(v) if !v.contains('\0') => {
+                        env.insert(key.clone(), v.clone());
+                    }
+                    Value::String(_) => self.problem(&kp, "contains a NUL byte"),
+                    _ => self.problem(&kp, "is not a string (values are not shown)"),
+                }
             }
         }
         env
@@ -602,10 +712,7 @@ impl Validator {
         let s = self.string(path, v)?;
         let user = parse_user(&s);
         if user.is_none() {
-            self.problem(
-                path,
-                format!("{} is not \"uid[:gid]\" or \"name[:group]\"", show(v)),
-            );
+            self.not(path, v, "\"uid[:gid]\" or \"name[:group]\"");
         }
         user
     }
@@ -626,13 +733,7 @@ impl Validator {
         match v.as_str().map(|s| u32::from_str_radix(s, 8)) {
             Some(Ok(n)) if n <= 0o777 => Some(n),
             _ => {
-                self.problem(
-                    path,
-                    format!(
-                        "{} is not an octal string from \"0000\" to \"0777\"",
-                        show(v)
-                    ),
-                );
+                self.not(path, v, "an octal string from \"0000\" to \"0777\"");
                 None
             }
         }
@@ -643,13 +744,7 @@ impl Validator {
         if valid_hostname(&s) {
             Some(s)
         } else {
-            self.problem(
-                path,
-                format!(
-                    "{} is not a hostname (1-64 of a-z, A-Z, 0-9, '-', '.')",
-                    show(v)
-                ),
-            );
+            self.not(path, v, "a hostname (1-64 of a-z, A-Z, 0-9, '-', '.')");
             None
         }
     }
@@ -780,7 +875,7 @@ impl Validator {
             Some((p, v)) => match v.as_u64() {
                 Some(n @ 68..=65535) => Some(n as u32),
                 _ => {
-                    self.problem(&p, format!("{} is not an MTU from 68 to 65535", show(v)));
+                    self.not(&p, v, "an MTU from 68 to 65535");
                     None
                 }
             },
@@ -815,7 +910,7 @@ impl Validator {
             Some((p, v)) => match self.string(&p, v)?.parse::<IpAddr>() {
                 Ok(ip) => Some(ip),
                 Err(_) => {
-                    self.problem(&p, format!("{} is not an IP address", show(v)));
+                    self.not(&p, v, "an IP address");
                     return None;
                 }
             },
@@ -862,7 +957,7 @@ impl Validator {
 
     fn sysctl(&mut self, path: &str, v: &Value) -> Vec<(String, String)> {
         let Value::Object(map) = v else {
-            self.problem(path, format!("{} is not an object", show(v)));
+            self.not(path, v, "an object");
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -884,7 +979,7 @@ impl Validator {
                 Value::String(s) => s.clone(),
                 Value::Number(n) => n.to_string(),
                 _ => {
-                    self.problem(&kp, format!("{} is not a string or number", show(value)));
+                    self.not(&kp, value, "a string or number");
                     continue;
                 }
             };
@@ -895,7 +990,7 @@ impl Validator {
 
     fn rlimits(&mut self, path: &str, v: &Value) -> Vec<Rlimit> {
         let Value::Object(map) = v else {
-            self.problem(path, format!("{} is not an object", show(v)));
+            self.not(path, v, "an object");
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -943,10 +1038,7 @@ impl Validator {
             _ => match v.as_u64() {
                 Some(n) if n < UNLIMITED => Some(n),
                 _ => {
-                    self.problem(
-                        path,
-                        format!("{} is not a non-negative integer or \"unlimited\"", show(v)),
-                    );
+                    self.not(path, v, "a non-negative integer or \"unlimited\"");
                     None
                 }
             },
@@ -979,7 +1071,7 @@ impl Validator {
             Some((_, Value::String(s))) if s == "exec" => MarkerAt::Exec,
             Some((_, Value::String(s))) if s == "ready" => MarkerAt::Ready,
             Some((p, v)) => {
-                self.problem(&p, format!("{} is not \"exec\" or \"ready\"", show(v)));
+                self.not(&p, v, "\"exec\" or \"ready\"");
                 MarkerAt::Exec
             }
         };
@@ -1008,10 +1100,7 @@ impl Validator {
                     _ => v.as_u64(),
                 };
                 let Some(address) = address else {
-                    self.problem(
-                        &p,
-                        format!("{} is not an address (a number or \"0x...\")", show(v)),
-                    );
+                    self.not(&p, v, "an address (a number or \"0x...\")");
                     return None;
                 };
                 Some(BootMarker::Mmio {

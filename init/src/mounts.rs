@@ -129,7 +129,7 @@ pub fn manifest_mounts(mounts: &[Mount]) -> Result<(), Fatal> {
 }
 
 /// Waits up to `seconds` for a device node: virtio-blk may probe after init starts.
-fn wait_for(path: &str, seconds: f64) {
+pub fn wait_for(path: &str, seconds: f64) {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     while !Path::new(path).exists() && Instant::now() < deadline {
         sleep(Duration::from_millis(10));

@@ -428,9 +428,12 @@ impl Rtnl {
                     std::thread::sleep(Duration::from_millis(10))
                 }
                 Ok(None) => {
+                    // Milliseconds as an integer: f64's Display would link 12 KB of float
+                    // formatting into PID 1.
                     return Err(NetError(format!(
-                        "{name}: no such network interface (waited {wait_s}s)"
-                    )))
+                        "{name}: no such network interface (waited {} ms)",
+                        limit.as_millis() as u64
+                    )));
                 }
                 Err(e) => return Err(fail(format_args!("{name}: look up"), e)),
             }

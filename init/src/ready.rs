@@ -39,15 +39,16 @@ fn unix_listening(table: &str, path: &str) -> bool {
     })
 }
 
-/// Milliseconds since the kernel started (CLOCK_BOOTTIME).
-pub fn since_boot_ms() -> u128 {
+/// Milliseconds since the kernel started (CLOCK_BOOTTIME). u64, not u128: printing a u128
+/// links another kilobyte into PID 1.
+pub fn since_boot_ms() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: a valid pointer to a timespec for the call.
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u128 * 1000 + ts.tv_nsec as u128 / 1_000_000
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
 #[cfg(test)]

@@ -3,12 +3,16 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use nix::errno::Errno;
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::error::Fatal;
+use crate::relay::Relay;
+use crate::syslog;
 
 /// Signals init passes on to the app.
 pub const FORWARDED: [Signal; 6] = [
@@ -25,6 +29,9 @@ const GRACE: Duration = Duration::from_secs(2);
 
 /// How often init looks for the app's `ready` socket until it appears.
 const READY_POLL: Duration = Duration::from_millis(5);
+
+/// What the app's output may still hold once every process is gone.
+const DRAIN: Duration = Duration::from_secs(1);
 
 /// How the app ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,16 +58,28 @@ impl Exit {
     }
 }
 
-/// Blocks the signals init waits for, so none is lost between now and the wait loop. Call
-/// before forking; the child's mask is reset before exec.
-pub fn block_signals() -> SigSet {
+/// Signals caught and not yet taken by [`Events::next_signal`], one bit each.
+static CAUGHT: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn note_signal(sig: libc::c_int) {
+    CAUGHT.fetch_or(1 << sig, Ordering::Relaxed);
+}
+
+/// Catches the signals init waits for and blocks them, so that they arrive only while init
+/// waits in ppoll (no signalfd: small kernels leave it out). Call before forking; the child
+/// resets dispositions and mask before exec.
+pub fn catch_signals() {
     let mut set = SigSet::empty();
-    for s in FORWARDED {
-        set.add(s);
+    for sig in FORWARDED.into_iter().chain([Signal::SIGCHLD]) {
+        set.add(sig);
+        // SAFETY: the handler only sets a bit in an atomic, which is async-signal-safe.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = note_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigaction(sig as libc::c_int, &action, std::ptr::null_mut());
+        }
     }
-    set.add(Signal::SIGCHLD);
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
-    set
 }
 
 /// Forks; the child runs `child` (which execs and only returns on failure).
@@ -78,10 +97,72 @@ pub fn spawn(child: impl FnOnce() -> Fatal) -> Result<Pid, Fatal> {
     }
 }
 
-/// Waits for the app, forwarding signals and reaping every other child; then SIGTERMs what
-/// is left, SIGKILLs it after the grace period, and reaps it all. Until `ready` returns true
-/// (if given), it is called every [`READY_POLL`].
-pub fn wait(app: Pid, signals: &SigSet, mut ready: Option<&mut dyn FnMut() -> bool>) -> Exit {
+/// What init waits on: the signals of [`catch_signals`] and the app's output.
+pub struct Events {
+    relay: Relay,
+}
+
+impl Events {
+    pub fn new(relay: Relay) -> Events {
+        Events { relay }
+    }
+
+    pub fn set_app(&mut self, app: Pid) {
+        self.relay.set_pid(app.as_raw() as u32);
+    }
+
+    /// The next signal, or None after `timeout`; relays the app's output (and sends what
+    /// syslog has queued) meanwhile.
+    fn next_signal(&mut self, timeout: Duration) -> Option<Signal> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(sig) = take_caught() {
+                return Some(sig);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let mut fds: Vec<libc::pollfd> = (self.relay.fds().into_iter())
+                .map(|fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            let ts = libc::timespec {
+                tv_sec: left.as_secs() as _,
+                tv_nsec: left.subsec_nanos() as _,
+            };
+            // The caught signals are unblocked only here: one that comes ends the wait.
+            let unblocked = SigSet::empty();
+            // SAFETY: valid pointers to `fds`, `ts` and a signal set for the call.
+            unsafe {
+                let (ptr, n) = (fds.as_mut_ptr(), fds.len() as libc::nfds_t);
+                libc::ppoll(ptr, n, &ts, unblocked.as_ref())
+            };
+            self.relay.pump();
+            syslog::flush();
+        }
+    }
+}
+
+/// The lowest-numbered caught signal, cleared.
+fn take_caught() -> Option<Signal> {
+    let bits = CAUGHT.load(Ordering::Relaxed);
+    if bits == 0 {
+        return None;
+    }
+    let sig = bits.trailing_zeros();
+    CAUGHT.fetch_and(!(1 << sig), Ordering::Relaxed);
+    Signal::try_from(sig as i32).ok()
+}
+
+/// Waits for the app, forwarding signals, relaying its output and reaping every other child;
+/// then SIGTERMs what is left, SIGKILLs it after the grace period, reaps it all and relays the
+/// output's last lines. Until `ready` returns true (if given), it is called every
+/// [`READY_POLL`].
+pub fn wait(app: Pid, events: &mut Events, mut ready: Option<&mut dyn FnMut() -> bool>) -> Exit {
     let exit = loop {
         if let (Some(exit), _) = reap(Some(app)) {
             break exit;
@@ -93,7 +174,7 @@ pub fn wait(app: Pid, signals: &SigSet, mut ready: Option<&mut dyn FnMut() -> bo
             Some(_) => READY_POLL,
             None => Duration::from_secs(1),
         };
-        match wait_signal(signals, timeout) {
+        match events.next_signal(timeout) {
             Some(sig) if sig != Signal::SIGCHLD => {
                 log::debug!("forwarding {sig} to the app (pid {app})");
                 let _ = kill(app, sig);
@@ -101,11 +182,12 @@ pub fn wait(app: Pid, signals: &SigSet, mut ready: Option<&mut dyn FnMut() -> bo
             _ => {}
         }
     };
-    stop_the_rest(signals);
+    stop_the_rest(events);
+    events.relay.drain(DRAIN);
     exit
 }
 
-fn stop_the_rest(signals: &SigSet) {
+fn stop_the_rest(events: &mut Events) {
     if reap_all_exited() {
         return;
     }
@@ -116,13 +198,16 @@ fn stop_the_rest(signals: &SigSet) {
         if reap_all_exited() {
             return;
         }
-        wait_signal(signals, deadline.saturating_duration_since(Instant::now()));
+        events.next_signal(deadline.saturating_duration_since(Instant::now()));
     }
-    log::warn!("processes left after {GRACE:?}: sending SIGKILL");
+    log::warn!(
+        "processes left after {} s: sending SIGKILL",
+        GRACE.as_secs()
+    );
     let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
     let deadline = Instant::now() + GRACE;
     while !reap_all_exited() && Instant::now() < deadline {
-        wait_signal(signals, Duration::from_millis(50));
+        events.next_signal(Duration::from_millis(50));
     }
 }
 
@@ -147,17 +232,6 @@ fn reap(app: Option<Pid>) -> (Option<Exit>, bool) {
 /// Reaps what has exited; true when no child is left at all.
 fn reap_all_exited() -> bool {
     !reap(None).1
-}
-
-/// sigtimedwait: the next pending signal of `set`, or None after `timeout`.
-fn wait_signal(set: &SigSet, timeout: Duration) -> Option<Signal> {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as _,
-        tv_nsec: timeout.subsec_nanos() as _,
-    };
-    // SAFETY: both pointers are valid for the call; siginfo may be null.
-    let sig = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
-    Signal::try_from(sig).ok()
 }
 
 #[cfg(test)]

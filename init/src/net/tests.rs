@@ -178,7 +178,7 @@ fn links_are_waited_for() {
         ..Network::default()
     };
     let err = configure(&missing).unwrap_err().to_string();
-    assert_eq!(err, "eth9: no such network interface (waited 0.3s)");
+    assert_eq!(err, "eth9: no such network interface (waited 300 ms)");
     assert!(start.elapsed() >= Duration::from_millis(300));
 
     // A link that appears late, as a virtio NIC probing after init starts, is waited for.

@@ -49,6 +49,10 @@ const VALID: &[&str] = &[
     r#""ready": {"unix": "/run/app.sock"}, "boot_marker": {"mmio": 1, "value": 1, "at": "ready"}"#,
     r#""ready": {"tcp": 65535}, "boot_marker": {"ioport": 1, "value": 1, "at": "exec"}"#,
     r#""ready": null, "boot_marker": {"ioport": 1, "value": 1, "at": null}, "mode": "exec""#,
+    r#""log": {"level": "debug", "syslog": {"address": "udp://10.0.2.2:514", "app_name": "redis-1.x", "kmsg": true}}"#,
+    r#""log": {"syslog": {"address": "tcp://[fd00::2]:6514"}}"#,
+    r#""log": {}"#,
+    r#""log": {"level": null, "syslog": null}, "mode": "exec""#,
 ];
 
 /// Refused by both, each for one reason.
@@ -172,6 +176,19 @@ const INVALID: &[&str] = &[
     r#""exit_port": 70000"#,
     r#""exit_port": -1"#,
     r#""log": "loud""#,
+    r#""log": {"level": "loud"}"#,
+    r#""log": {"loud": true}"#,
+    r#""log": {"syslog": {}}"#,
+    r#""log": {"syslog": "udp://10.0.2.2:514"}"#,
+    r#""log": {"syslog": {"address": "10.0.2.2:514"}}"#,
+    r#""log": {"syslog": {"address": "udp://logs.internal:514"}}"#,
+    r#""log": {"syslog": {"address": "http://10.0.2.2:514"}}"#,
+    r#""log": {"syslog": {"address": "udp://10.0.2.2"}}"#,
+    r#""log": {"syslog": {"address": "udp://10.0.2.2:514", "app_name": "my app"}}"#,
+    r#""log": {"syslog": {"address": "udp://10.0.2.2:514", "app_name": ""}}"#,
+    r#""log": {"syslog": {"address": "udp://10.0.2.2:514", "app_name": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}}"#,
+    r#""log": {"syslog": {"address": "udp://10.0.2.2:514", "kmsg": "yes"}}"#,
+    r#""log": {"syslog": {"address": "udp://10.0.2.2:514"}}, "mode": "exec""#,
     r#""boot_marker": {"ioport": 1008, "mmio": 1, "value": 1}"#,
     r#""boot_marker": {"value": 1}"#,
     r#""boot_marker": {"ioport": 1008, "value": 300}"#,
@@ -234,6 +251,14 @@ const VALIDATOR_ONLY: &[(&str, &[&str])] = &[
             r#""boot_marker": {"mmio": "0x10000000000000000", "value": 1}"#,
         ],
     ),
+    (
+        "an IP address and port must be in range: a pattern sees the digits, not the value",
+        &[
+            r#""log": {"syslog": {"address": "udp://10.0.2.256:514"}}"#,
+            r#""log": {"syslog": {"address": "tcp://10.0.2.2:65536"}}"#,
+            r#""log": {"syslog": {"address": "tcp://[fd00::2::3]:514"}}"#,
+        ],
+    ),
 ];
 
 /// Accepted by the validator only: forms it takes that the schema does not document.
@@ -246,6 +271,7 @@ const SCHEMA_STRICTER: &[(&str, &[&str])] = &[
             r#""app": null"#,
             r#""app": {"path": null, "user": null}"#,
             r#""mode": null, "log": null"#,
+            r#""log": {"syslog": {"address": "udp://10.0.2.2:514", "app_name": null, "kmsg": null}}"#,
             r#""network": {"interfaces": [{"name": "eth0", "mtu": null}], "dns": null}"#,
             r#""boot_marker": {"ioport": 1008, "mmio": null, "value": 1}"#,
         ],
