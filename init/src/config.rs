@@ -107,8 +107,12 @@ pub fn merge(target: &mut Value, patch: Value) {
         if value.is_null() {
             // shift_remove, not remove: the rest keep their order (sysctls apply in it).
             map.shift_remove(&key);
+        } else if let Some(member) = map.get_mut(&key) {
+            merge(member, value);
         } else {
-            merge(map.entry(key).or_insert(Value::Null), value);
+            let mut member = Value::Null;
+            merge(&mut member, value); // drops the nulls inside a new member
+            map.insert(key, member);
         }
     }
 }

@@ -63,12 +63,7 @@ pub fn pipes(kmsg: bool) -> Result<(Relay, Writers), Fatal> {
         at_line_start: true,
         open: true,
     };
-    let kmsg = kmsg.then(|| {
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open("/dev/kmsg")
-    });
+    let kmsg = kmsg.then(open_kmsg);
     let kmsg = match kmsg.transpose() {
         Ok(k) => k,
         Err(e) => {
@@ -198,17 +193,22 @@ impl Stream {
     }
 }
 
-/// Queues the kernel's records (facility 0; what init and others write to /dev/kmsg has
-/// another facility and reaches syslog its own way).
-fn pump_kmsg(kmsg: &mut File) {
+/// The kernel log, to read from its oldest record without waiting.
+pub fn open_kmsg() -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+}
+
+/// Calls `each` with the priority and text of every kernel log record there is to read now.
+pub fn read_kmsg(kmsg: &mut File, each: &mut dyn FnMut(u32, &str)) {
     let mut buf = [0u8; 8192];
     loop {
         match kmsg.read(&mut buf) {
             Ok(n) if n > 0 => {
                 if let Some((pri, text)) = kmsg_record(&buf[..n]) {
-                    if pri >> 3 == 0 {
-                        syslog::log(syslog::KERN, (pri & 7) as u8, Origin::Kernel, &text);
-                    }
+                    each(pri, &text);
                 }
             }
             // EPIPE: records were overwritten before we read them; go on with the next.
@@ -217,6 +217,16 @@ fn pump_kmsg(kmsg: &mut File) {
             _ => return,
         }
     }
+}
+
+/// Queues the kernel's records (facility 0; what init and others write to /dev/kmsg has
+/// another facility and reaches syslog its own way).
+fn pump_kmsg(kmsg: &mut File) {
+    read_kmsg(kmsg, &mut |pri, text| {
+        if pri >> 3 == 0 {
+            syslog::log(syslog::KERN, (pri & 7) as u8, Origin::Kernel, text);
+        }
+    });
 }
 
 /// `PRI,SEQ,TIME,FLAGS;TEXT\n` (then continuation lines, dropped): PRI and TEXT.

@@ -38,6 +38,8 @@ const DRAIN: Duration = Duration::from_secs(1);
 pub enum Exit {
     Code(i32),
     Signal(i32),
+    /// SIGKILL from the kernel's OOM killer.
+    OutOfMemory,
 }
 
 impl Exit {
@@ -46,6 +48,7 @@ impl Exit {
         match self {
             Exit::Code(n) => format!("lupine: exit status {n}"),
             Exit::Signal(s) => format!("lupine: killed by signal {s}"),
+            Exit::OutOfMemory => "lupine: killed by signal 9 (out of memory)".to_string(),
         }
     }
 
@@ -54,6 +57,7 @@ impl Exit {
         match self {
             Exit::Code(n) => n as u8,
             Exit::Signal(s) => (128 + s) as u8,
+            Exit::OutOfMemory => 128 + 9,
         }
     }
 }
@@ -165,7 +169,10 @@ fn take_caught() -> Option<Signal> {
 pub fn wait(app: Pid, events: &mut Events, mut ready: Option<&mut dyn FnMut() -> bool>) -> Exit {
     let exit = loop {
         if let (Some(exit), _) = reap(Some(app)) {
-            break exit;
+            break match exit {
+                Exit::Signal(9) if oom_killed(app) => Exit::OutOfMemory,
+                exit => exit,
+            };
         }
         if ready.as_mut().is_some_and(|ready| ready()) {
             ready = None;
@@ -229,6 +236,22 @@ fn reap(app: Option<Pid>) -> (Option<Exit>, bool) {
     }
 }
 
+/// Whether the kernel log says the OOM killer killed `pid` ("Out of memory: Killed process
+/// PID (comm) ...", or "Memory cgroup out of memory: ..."): its record comes before the
+/// SIGKILL is delivered.
+fn oom_killed(pid: Pid) -> bool {
+    let needle = format!(" of memory: Killed process {pid} (");
+    let mut found = false;
+    if let Ok(mut kmsg) = crate::relay::open_kmsg() {
+        // A window compare, not str::contains: its searcher would be inlined here again.
+        let needle = needle.as_bytes();
+        crate::relay::read_kmsg(&mut kmsg, &mut |_, text| {
+            found |= text.as_bytes().windows(needle.len()).any(|w| w == needle)
+        });
+    }
+    found
+}
+
 /// Reaps what has exited; true when no child is left at all.
 fn reap_all_exited() -> bool {
     !reap(None).1
@@ -244,5 +267,8 @@ mod tests {
         assert_eq!(Exit::Code(7).status(), 7);
         assert_eq!(Exit::Signal(9).line(), "lupine: killed by signal 9");
         assert_eq!(Exit::Signal(15).status(), 143);
+        let oom = Exit::OutOfMemory;
+        assert_eq!(oom.line(), "lupine: killed by signal 9 (out of memory)");
+        assert_eq!(oom.status(), 137);
     }
 }

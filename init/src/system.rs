@@ -11,12 +11,14 @@ use crate::manifest::Network;
 /// Writes `path` through a temporary file and a rename, so the app never sees half a file.
 pub fn write_atomic(path: &str, contents: impl AsRef<[u8]>) -> std::io::Result<()> {
     let tmp = format!("{path}.lupine-tmp");
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(contents.as_ref())?;
-    drop(f);
-    fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })
+    let written = fs::File::create(&tmp).and_then(|mut f| f.write_all(contents.as_ref()));
+    // A full filesystem fails the write, a read-only one the create: no temporary file
+    // stays behind either way.
+    written
+        .and_then(|()| fs::rename(&tmp, path))
+        .inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })
 }
 
 /// /etc/hosts: localhost for both families, and the hostname on the VM's first addresses

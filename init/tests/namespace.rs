@@ -557,3 +557,87 @@ fn readiness_is_reported_once_the_app_listens() {
     let root = Root::new(Some(&manifest("sleep 0.2", r#", "ready": {"tcp": 8080}"#)));
     assert_eq!(root.run("", &[]).stdout, "lupine: exit status 0\n");
 }
+
+/// A `mounts` source under /dev that appears after init starts is waited for (`wait_s`); one
+/// that never appears ends the VM with the mount's fatal line and the hint.
+#[test]
+#[ignore = "needs root"]
+fn a_mount_source_that_appears_late_is_waited_for_and_one_that_never_does_is_fatal() {
+    // Bind mounts of directories init's tmpfs on /dev/shm will hold (this namespace's own).
+    let late = r#", "mounts": [{"source": "/dev/shm/late", "target": "/late", "fstype": "",
+                   "options": "bind", "mkdir": true, "wait_s": 5}]"#;
+    let root = Root::new(Some(&manifest(
+        "grep -q ' /late ' /proc/mounts && echo mounted",
+        late,
+    )));
+    let setup = format!("{VETH}\n(sleep 0.5; mkdir \"$0/dev/shm/late\") &");
+    let run = root.run(&setup, &[]);
+    assert!(run.stdout.contains("mounted\n"), "{}", run.stdout);
+    assert_eq!(status_lines(&run.stdout), ["lupine: exit status 0"]);
+    assert!(
+        run.elapsed >= Duration::from_millis(500),
+        "{:?}",
+        run.elapsed
+    );
+
+    let never = late
+        .replace("late", "never")
+        .replace("\"wait_s\": 5", "\"wait_s\": 0.3");
+    let root = Root::new(Some(&manifest("echo ran", &never)));
+    let run = root.run(VETH, &[]);
+    assert_eq!(
+        status_lines(&run.stdout),
+        [
+            "lupine: fatal: mount: /dev/shm/never on /never (): No such file or directory \
+          (no such device: raise \"wait_s\"?)"
+        ],
+        "{}",
+        run.stdout
+    );
+}
+
+/// /etc full or read-only: what init must write there (resolv.conf for `network.dns`) is a
+/// fatal line naming the file and the reason, and no temporary file stays behind; what it
+/// only would like to write (/etc/hosts) is a warning, and without `network.dns` the app runs.
+#[test]
+#[ignore = "needs root"]
+fn a_full_or_read_only_etc_is_a_clear_fatal_error() {
+    let dns = r#", "network": {"interfaces": [{"name": "eth0", "addresses": ["10.0.2.15/24"]}],
+                  "dns": {"nameservers": ["10.0.2.3"]}}"#;
+    // A 64 KiB tmpfs on /etc with init's files, filled up.
+    let full = format!(
+        "{VETH}\ncp -a \"$0/etc\" \"$0/etc.image\"\nmount -t tmpfs -o size=64k tmpfs \"$0/etc\"\n\
+         cp -a \"$0/etc.image/.\" \"$0/etc/\"\n\
+         dd if=/dev/zero of=\"$0/etc/filler\" bs=4k 2>/dev/null || true"
+    );
+    let read_only =
+        format!("{VETH}\nmount --bind \"$0/etc\" \"$0/etc\"\nmount -o remount,bind,ro \"$0/etc\"");
+    let cases = [
+        (&full, "No space left on device (os error 28)"),
+        (&read_only, "Read-only file system (os error 30)"),
+    ];
+    for (setup, reason) in cases {
+        let root = Root::new(Some(&manifest("echo ran", dns)));
+        let run = root.run(setup, &[]);
+        assert_eq!(
+            status_lines(&run.stdout),
+            [format!(
+                "lupine: fatal: network.dns: /etc/resolv.conf: {reason}"
+            )],
+            "{}",
+            run.stdout
+        );
+        // Without network.dns the app runs, and /etc/hosts, which init could not write,
+        // left no temporary file.
+        let root = Root::new(Some(&manifest("ls -a /etc; echo ran", "")));
+        let run = root.run(setup, &[]);
+        assert!(
+            run.stdout.contains("ran\n"),
+            "{}\n{}",
+            run.stdout,
+            run.stderr
+        );
+        assert!(!run.stdout.contains("lupine-tmp"), "{}", run.stdout);
+        assert_eq!(status_lines(&run.stdout), ["lupine: exit status 0"]);
+    }
+}
