@@ -3,8 +3,8 @@
  *   kml_counts PORT PROGRAM [ARGS...]
  *
  * Starts PROGRAM (under /trusted: it runs in kernel mode, this program does not) as its child,
- * then answers each TCP connection to PORT with the contents of /proc/kml, so that the host
- * reads the KML counters before and after a load. SIGTERM and SIGINT go to the program; when
+ * then answers each TCP connection to PORT with the contents of /proc/kml and /proc/meminfo,
+ * so that the host reads the KML counters before and after a load, and the guest's memory. SIGTERM and SIGINT go to the program; when
  * it ends, kml_counts ends the same way. */
 #include <netinet/in.h>
 #include <signal.h>
@@ -30,15 +30,23 @@ static void reap(int sig)
         _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
 }
 
-static void answer(int conn)
+static void copy(const char *path, int conn)
 {
-    char buf[4096];
-    int fd = open("/proc/kml", O_RDONLY);
+    char buf[8192];
+    int fd = open(path, O_RDONLY);
     ssize_t n = fd < 0 ? 0 : read(fd, buf, sizeof buf);
     if (n > 0)
         write(conn, buf, (size_t)n);
     if (fd >= 0)
         close(fd);
+}
+
+/* /proc/kml, then "meminfo:" and /proc/meminfo (for bench/soak.py: memory over hours). */
+static void answer(int conn)
+{
+    copy("/proc/kml", conn);
+    write(conn, "meminfo:\n", 9);
+    copy("/proc/meminfo", conn);
     close(conn);
 }
 

@@ -69,3 +69,26 @@ fn a_disk_that_does_not_mount_or_is_missing_is_a_clear_fatal_error() {
     );
     assert!(!out.has_line("ran"), "{out}");
 }
+
+/// A root disk that does not mount is the kernel's to report, before lupine-init exists: the
+/// VM still ends (panic=-1), with the kernel's line naming the device.
+#[test]
+fn a_root_disk_that_does_not_mount_ends_the_vm_with_the_kernels_line() {
+    let tmp = TempDir::new("faults-root").unwrap();
+    let zeros = tmp.join("zeros.img");
+    std::fs::write(&zeros, vec![0u8; 4 << 20]).unwrap();
+    let out = Vm::lupine_disk(guest_tests::GENERAL, &zeros)
+        .unwrap()
+        .run()
+        .unwrap();
+    assert!(
+        out.console
+            .contains("Kernel panic - not syncing: VFS: Unable to mount root fs"),
+        "{out}"
+    );
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "QEMU ended by the panic's reboot: {out}"
+    );
+}

@@ -90,6 +90,8 @@ impl WorkDir {
     fn new(output: &Path) -> Result<WorkDir> {
         static N: AtomicU32 = AtomicU32::new(0);
         let name = output.file_name().unwrap_or_default().to_string_lossy();
+        // What a run killed with SIGKILL left beside the same output.
+        lupine_relink::remove_stale_temporaries(&parent(output), &format!(".{name}.lupine-image."));
         let dir = parent(output).join(format!(
             ".{name}.lupine-image.{}.{}",
             std::process::id(),

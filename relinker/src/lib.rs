@@ -49,6 +49,7 @@ pub mod ehframe;
 pub mod elf;
 pub mod error;
 pub mod needed;
+pub mod output;
 pub mod relink;
 pub mod report;
 pub mod syscalls;
@@ -59,10 +60,10 @@ mod tests;
 mod testutil;
 
 pub use error::Error;
+pub use output::{remove_stale_temporaries, write_atomically};
 pub use relink::{relink_bytes, Relinked};
 pub use report::Report;
 
-use std::io::Write;
 use std::path::Path;
 
 /// Reads a file for relinking, with the error the CLI prints.
@@ -134,52 +135,6 @@ fn same_file(a: &Path, b: &Path) -> bool {
         (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
         _ => false,
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
-pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let name = path.display().to_string();
-    let io = |op: &'static str| {
-        let name = name.clone();
-        move |e| Error::Io {
-            file: name,
-            op,
-            source: e,
-        }
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let base = path
-        .file_name()
-        .ok_or_else(|| Error::Io {
-            file: name.clone(),
-            op: "write",
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"),
-        })?
-        .to_string_lossy()
-        .into_owned();
-    let tmp = dir.join(format!(".{base}.lupine-relink.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io("create a temporary file next to"))?;
-        f.write_all(bytes).map_err(io("write"))?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(io("set the mode of"))?;
-        f.sync_all().map_err(io("write"))?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(io("rename the temporary file onto"))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// The path of `file` inside the image at `root`: its path below `root`, else `/` and its name.
