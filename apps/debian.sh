@@ -49,7 +49,10 @@ declare -A version
 for p in "${packages[@]}"; do version[$p]=$(candidate "$p"); done
 key=$( {
   cat "$0"
-  for f in "$here/debian/$app".* "$here/rootfs/etc/passwd" "$here/rootfs/etc/group"; do
+  # The files APP.files copies in, wherever they are (redis's is apps/redis/redis.conf).
+  srcs=$(awk '$1 !~ /^#/ && $1 !~ /\/$/ && NF == 2 { print $2 }' "$here/debian/$app.files")
+  for f in "$here/debian/$app".* "$here/rootfs/etc/passwd" "$here/rootfs/etc/group" \
+           $(for s in $srcs; do echo "$here/debian/$s"; done); do
     echo "== ${f#"$here"/}"; cat "$f"
   done
   for p in "${packages[@]}"; do echo "$p ${version[$p]}"; done

@@ -41,6 +41,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 mod dynamic;
+pub mod fuzz;
 pub use dynamic::derive_dynamic;
 
 /// The built-in table (`config/kconfig-map.tsv`).

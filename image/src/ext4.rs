@@ -45,7 +45,10 @@ fn quote(path: &str) -> Result<String> {
     Ok(format!("\"{path}\""))
 }
 
-fn stage(tree: &Tree, root: &Path) -> Result<()> {
+/// Writes the tree's directories, files (hard links as hard links) and symlinks under `root`
+/// (an empty directory), owned by the caller with safe modes; device nodes and fifos are left to
+/// debugfs.
+pub fn stage(tree: &Tree, root: &Path) -> Result<()> {
     let mut first: HashMap<u64, std::path::PathBuf> = HashMap::new();
     for (path, n) in &tree.nodes {
         if path.is_empty() {

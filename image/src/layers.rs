@@ -169,7 +169,11 @@ impl Tree {
         for c in &comps[..comps.len().saturating_sub(1)] {
             cur = join(&cur, c);
             match self.nodes.get(&cur).map(|n| &n.kind) {
-                Some(Kind::Dir) => {}
+                // A lower layer's directory that this layer's entry lives in is this layer's
+                // too: an opaque whiteout later in the layer must not remove it.
+                Some(Kind::Dir) => {
+                    added.insert(cur.clone());
+                }
                 Some(Kind::Symlink(_)) => {
                     return Err(entry_err(
                         layer,
@@ -224,7 +228,74 @@ impl Tree {
             let mut e = entry.map_err(|e| not_tar(layer, e))?;
             self.apply_entry(layer, &mut e, &mut added)?;
         }
+        self.check_symlinks(layer)
+    }
+
+    /// Refuses a relative symlink that leads outside the root when it is resolved through the
+    /// other symlinks of the tree, as on the host: with `s -> .`, `t -> s/../x` escapes although
+    /// each target stays inside on its own (and a later layer can make an earlier link escape
+    /// by replacing a directory with a link). Absolute targets are root-relative in the VM and
+    /// not followed; a chain of more than 40 links (a loop) leads nowhere.
+    fn check_symlinks(&self, layer: &str) -> Result<()> {
+        for (path, n) in &self.nodes {
+            let Kind::Symlink(target) = &n.kind else {
+                continue;
+            };
+            if target.starts_with('/') {
+                continue;
+            }
+            if let Some(via) = self.escape_through_links(path, target) {
+                return Err(entry_err(
+                    layer,
+                    path,
+                    format!(
+                        "symlink target {target:?} escapes the root through the symlink {via:?}"
+                    ),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The first symlink followed when the relative `target` of the symlink at `path` resolves
+    /// to above the root; `None` when it stays inside.
+    fn escape_through_links(&self, path: &str, target: &str) -> Option<String> {
+        let mut cur: Vec<&str> = parent_of(path)
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .collect();
+        let mut pending: Vec<&str> = target.split('/').rev().collect();
+        let mut first: Option<String> = None;
+        let mut hops = 0;
+        while let Some(c) = pending.pop() {
+            match c {
+                "" | "." => {}
+                ".." => {
+                    if cur.pop().is_none() {
+                        return Some(first.unwrap_or_else(|| path.to_string()));
+                    }
+                }
+                name => {
+                    cur.push(name);
+                    let here = cur.join("/");
+                    let Some(Node {
+                        kind: Kind::Symlink(t),
+                        ..
+                    }) = self.nodes.get(&here)
+                    else {
+                        continue;
+                    };
+                    hops += 1;
+                    if hops > 40 || t.starts_with('/') {
+                        return None;
+                    }
+                    first.get_or_insert(here);
+                    cur.pop();
+                    pending.extend(t.split('/').rev());
+                }
+            }
+        }
+        None
     }
 
     /// Applies one tar entry: a whiteout, a hard link or a node of its own. `added` holds the
@@ -250,13 +321,14 @@ impl Tree {
             self.whiteout(&path, hidden, added);
             return Ok(());
         }
+        // A hard link named "." too: it would replace the root with a file.
+        if path.is_empty() && etype != EntryType::Directory {
+            return Err(entry_err(layer, &raw, "the root must be a directory"));
+        }
         if etype == EntryType::Link {
             return self.hard_link(layer, &raw, path, e, added);
         }
         let kind = entry_kind(layer, &raw, &path, e)?;
-        if path.is_empty() && kind != Kind::Dir {
-            return Err(entry_err(layer, &raw, "the root must be a directory"));
-        }
         let ino = self.ino();
         self.put(
             &path,

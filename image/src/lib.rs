@@ -13,6 +13,8 @@ pub mod error;
 pub mod ext4;
 pub mod firecracker;
 pub mod fragment;
+/// The bodies of the fuzz targets (`fuzz/`), shared with the corpus replay test.
+pub mod fuzz;
 pub mod layers;
 pub mod manifest;
 pub mod oci;

@@ -419,23 +419,27 @@ impl Image {
             check(digest, *size, d, n)?;
         }
         let (r, _) = open()?;
-        let mut r = io::BufReader::new(r);
-        let gzip = match layer.compression {
-            Compression::Gzip => true,
-            Compression::None => false,
-            Compression::Sniff => {
-                let head = io::BufRead::fill_buf(&mut r)
-                    .map_err(io(self.store.describe(&layer.member), "read"))?;
-                head.starts_with(&[0x1f, 0x8b])
-            }
-        };
-        let inner: Box<dyn Read> = if gzip {
-            Box::new(flate2::read::GzDecoder::new(r))
-        } else {
-            Box::new(r)
-        };
+        let inner = uncompressed(io::BufReader::new(r), layer.compression)
+            .map_err(io(self.store.describe(&layer.member), "read"))?;
         Ok(Hashing::new(inner))
     }
+}
+
+/// The uncompressed tar stream of a layer's stored bytes.
+pub fn uncompressed<R: io::BufRead + 'static>(
+    mut r: R,
+    compression: Compression,
+) -> io::Result<Box<dyn Read>> {
+    let gzip = match compression {
+        Compression::Gzip => true,
+        Compression::None => false,
+        Compression::Sniff => r.fill_buf()?.starts_with(&[0x1f, 0x8b]),
+    };
+    Ok(if gzip {
+        Box::new(flate2::read::GzDecoder::new(r))
+    } else {
+        Box::new(r)
+    })
 }
 
 /// Follows (nested) indexes and collects the image manifests they list.

@@ -17,45 +17,6 @@ fn config() -> serde_json::Value {
            "WorkingDir": "/work", "User": "1000:1000"})
 }
 
-/// Three layers exercising replacement, whiteouts, opaque directories and metadata.
-fn layers() -> Vec<Vec<u8>> {
-    let l1 = LayerTar::new()
-        .dir("bin", 0o755)
-        .file("bin/app", b"app v1", 0o755)
-        .dir("etc", 0o755)
-        .file("etc/keep", b"keep", 0o644)
-        .file("etc/gone", b"gone", 0o644)
-        .dir("opq", 0o755)
-        .file("opq/lower", b"lower", 0o644)
-        .dir("swap", 0o755)
-        .file("swap/inner", b"i", 0o644)
-        .file("flip", b"file", 0o644)
-        .dir("work", 0o700)
-        .finish();
-    let l2 = LayerTar::new()
-        .file("bin/app", b"app v2", 0o755)
-        .whiteout("etc/.wh.gone")
-        .whiteout("opq/.wh..wh..opq")
-        .file("opq/upper", b"upper", 0o644)
-        .file("swap", b"now a file", 0o600)
-        .dir("flip", 0o750)
-        .file("flip/child", b"c", 0o644)
-        .owned("bin/suid", b"s", 0o4755, 0, 0)
-        .owned("bin/sgid", b"g", 0o2711, 1000, 50)
-        .dir("shared", 0o1777)
-        .owned("home-file", b"h", 0o640, 1234, 5678)
-        .symlink("bin/sh", "/bin/busybox")
-        .symlink("etc/rel", "../bin/app")
-        .hardlink("bin/app-link", "bin/app")
-        .chardev("dev-null", 1, 3, 0o666)
-        .fifo("pipe", 0o620)
-        .dir("sp ace", 0o755)
-        .owned("sp ace/a file", b"spaced", 0o600, 3, 4)
-        .fifo("sp ace/a fifo", 0o640)
-        .finish();
-    vec![l1, l2]
-}
-
 fn check_tree(tree: &Tree) {
     use lupine_image::layers::Kind;
     let get = |p: &str| tree.nodes.get(p).unwrap_or_else(|| panic!("{p} missing"));
@@ -87,7 +48,7 @@ fn check_tree(tree: &Tree) {
 #[test]
 fn oci_layout_and_both_docker_save_forms_give_the_same_tree() {
     let d = scratch("formats");
-    let spec = Spec::new(layers(), config());
+    let spec = Spec::new(two_layers(), config());
     oci(&d.join("oci"), &spec);
     let (_, tree) = lupine_image::read_tree(&d.join("oci"), None).unwrap();
     check_tree(&tree);
@@ -108,7 +69,7 @@ fn oci_layout_and_both_docker_save_forms_give_the_same_tree() {
     );
 
     // Uncompressed layers too.
-    let mut plain = Spec::new(layers(), config());
+    let mut plain = Spec::new(two_layers(), config());
     plain.gzip = false;
     oci(&d.join("plain"), &plain);
     check_tree(&lupine_image::read_tree(&d.join("plain"), None).unwrap().1);
@@ -164,7 +125,7 @@ fn index_selection_by_ref_platform_and_nesting() {
 #[test]
 fn ext4_keeps_owners_modes_links_and_devices() {
     let d = scratch("ext4");
-    oci(&d.join("oci"), &Spec::new(layers(), config()));
+    oci(&d.join("oci"), &Spec::new(two_layers(), config()));
     let out = d.join("out/root.ext4");
     fs::create_dir(d.join("out")).unwrap();
     lupine_image::build(&options(&d.join("oci"), &out)).unwrap();
@@ -239,7 +200,7 @@ fn ext4_keeps_owners_modes_links_and_devices() {
 #[test]
 fn ext4_size_option_is_used() {
     let d = scratch("size");
-    oci(&d.join("oci"), &Spec::new(layers(), config()));
+    oci(&d.join("oci"), &Spec::new(two_layers(), config()));
     let out = d.join("root.ext4");
     let mut o = options(&d.join("oci"), &out);
     o.size_mib = Some(40);
@@ -251,7 +212,7 @@ fn ext4_size_option_is_used() {
 #[test]
 fn initramfs_keeps_owners_modes_links_and_devices() {
     let d = scratch("cpio");
-    oci(&d.join("oci"), &Spec::new(layers(), config()));
+    oci(&d.join("oci"), &Spec::new(two_layers(), config()));
     for name in ["root.cpio", "root.cpio.gz"] {
         let out = d.join(name);
         let mut o = options(&d.join("oci"), &out);

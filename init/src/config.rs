@@ -52,20 +52,7 @@ impl Source {
             Source::Mmds(path) => mmds::get(path)?,
             Source::Drive(dev) => read_drive(dev)?,
         };
-        let name = self.name();
-        let end = text
-            .iter()
-            .rposition(|&b| b != 0 && !b.is_ascii_whitespace())
-            .map_or(0, |i| i + 1);
-        let text = std::str::from_utf8(&text[..end])
-            .map_err(|e| format!("{name}: not UTF-8 text: {e}"))?;
-        // serde_json's error says where, not what: safe to show. from_str, as the manifest's
-        // parser: from_slice would link a second copy of the parser.
-        match serde_json::from_str(text) {
-            Ok(v @ Value::Object(_)) => Ok(v),
-            Ok(_) => Err(format!("{name}: not a JSON object")),
-            Err(e) => Err(format!("{name}: not valid JSON: {e}")),
-        }
+        parse_fragment(&self.name(), &text)
     }
 
     pub fn name(&self) -> String {
@@ -73,6 +60,25 @@ impl Source {
             Source::Mmds(path) => format!("mmds {path}"),
             Source::Drive(dev) => dev.clone(),
         }
+    }
+}
+
+/// The fragment in `text` as read from the source `name`: JSON text, then, on a drive, zeros
+/// (or whitespace) to its end; it must be an object. Errors name the source and never quote
+/// the text (it may hold secrets).
+pub fn parse_fragment(name: &str, text: &[u8]) -> Result<Value, String> {
+    let end = text
+        .iter()
+        .rposition(|&b| b != 0 && !b.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
+    let text =
+        std::str::from_utf8(&text[..end]).map_err(|e| format!("{name}: not UTF-8 text: {e}"))?;
+    // serde_json's error says where, not what: safe to show. from_str, as the manifest's
+    // parser: from_slice would link a second copy of the parser.
+    match serde_json::from_str(text) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(format!("{name}: not a JSON object")),
+        Err(e) => Err(format!("{name}: not valid JSON: {e}")),
     }
 }
 

@@ -87,7 +87,7 @@ fn request(method: &str, path: &str, headers: &str) -> Result<Vec<u8>, Failure> 
 
 /// The status and body of an HTTP/1.x response: the body as Content-Length says, else up to
 /// the end of the connection.
-fn read_response(s: &mut impl Read) -> Result<(u16, Vec<u8>), String> {
+pub(crate) fn read_response(s: &mut impl Read) -> Result<(u16, Vec<u8>), String> {
     let mut data = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
@@ -119,6 +119,8 @@ fn read_response(s: &mut impl Read) -> Result<(u16, Vec<u8>), String> {
     match length {
         Some(n) if n > MAX_RESPONSE => return Err(format!("response of {n} bytes")),
         Some(n) => {
+            // What follows the body (the read took more) is not this response's.
+            body.truncate(n as usize);
             let missing = n.saturating_sub(body.len() as u64);
             s.take(missing)
                 .read_to_end(&mut body)
@@ -152,6 +154,10 @@ mod tests {
         assert_eq!(parse(no), Ok((401, vec![])));
         let until_close = "HTTP/1.0 200 OK\r\n\r\nabc";
         assert_eq!(parse(until_close), Ok((200, b"abc".to_vec())));
+        // Found by fuzzing: bytes after Content-Length were an error when they came in the
+        // same read as the headers, and ignored when they came later.
+        let more = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}trailing";
+        assert_eq!(parse(more), Ok((200, b"{}".to_vec())));
         assert!(parse("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc").is_err());
         assert!(parse("SSH-2.0-x\r\n\r\n").is_err());
         assert!(parse("HTTP/1.1 200 OK\r\n").is_err());

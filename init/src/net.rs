@@ -315,9 +315,17 @@ fn encode(kind: u16, flags: u16, seq: u32, payload: &dyn Emitable) -> Vec<u8> {
     out
 }
 
-/// Reads the messages of one received datagram. Returns the outcome once the ACK or error of
-/// request `seq` is among them; notes the index of an RTM_NEWLINK reply on the way.
-fn scan(mut data: &[u8], seq: u32, index: &mut Option<u32>) -> Option<Result<Option<u32>, Errno>> {
+/// Decodes one datagram the kernel sent in reply to request `seq` (the rtnetlink reply decoder
+/// of [`configure`] and [`loopback_up`]). Returns the outcome once the ACK or error of request
+/// `seq` is among its messages: `Ok` with the link index noted so far, or the kernel's errno
+/// (`EBADMSG` for an error message too short to hold one); `None` until then. Notes in `index`
+/// the link index of an RTM_NEWLINK reply on the way. Whatever the bytes, it neither panics
+/// nor loops: a message it cannot frame ends the datagram.
+pub fn scan(
+    mut data: &[u8],
+    seq: u32,
+    index: &mut Option<u32>,
+) -> Option<Result<Option<u32>, Errno>> {
     while !data.is_empty() {
         // Checks that the header fits and its length field is within `data`.
         let msg = NetlinkBuffer::new_checked(data).ok()?;

@@ -184,6 +184,13 @@ impl Analysis<'_> {
     pub fn is_target(&self, a: u64) -> bool {
         self.targets.binary_search(&a).is_ok()
     }
+    /// A known target after the first byte of the instruction `i`: a window holding `i` would
+    /// overwrite it (a branch into the middle of a decoded instruction runs another instruction
+    /// stream, or the decoding is wrong there; either way the window is not proven safe).
+    pub fn target_inside(&self, i: &Instruction) -> Option<u64> {
+        let k = self.targets.partition_point(|&t| t <= i.ip());
+        self.targets.get(k).copied().filter(|&t| t < i.next_ip())
+    }
     pub fn in_code(&self, a: u64) -> bool {
         self.regions.iter().any(|r| a >= r.start && a < r.end())
     }
@@ -247,6 +254,21 @@ pub fn code_regions<'a>(elf: &Elf<'a>) -> Vec<Region<'a>> {
         }
     }
     out.sort_by_key(|r| r.start);
+    // Overlapping executable sections (a damaged section table) would decode the same bytes
+    // twice and give one syscall two windows: each byte belongs to the first region that has it.
+    let mut end = 0u64;
+    out.retain_mut(|r| {
+        if r.start < end {
+            let skip = end - r.start;
+            if skip >= r.bytes.len() as u64 {
+                return false;
+            }
+            r.bytes = &r.bytes[skip as usize..];
+            r.start = end;
+        }
+        end = end.max(r.end());
+        true
+    });
     out
 }
 
@@ -488,7 +510,14 @@ fn in_code_fn<'r>(regions: &'r [Region<'_>]) -> impl Fn(u64) -> bool + 'r {
     move |a: u64| a >= code_lo && a < code_hi && regions.iter().any(|r| a >= r.start && a < r.end())
 }
 
-/// Every address in the code that something may branch to, sorted and unique.
+/// Every address in the code that something may branch to, sorted and unique. Known targets
+/// (direct branches, the entry point, symbols, relocations, unwind data, section starts) count
+/// wherever they fall: one inside an instruction (a branch over a `lock` prefix) keeps every
+/// window off that instruction. Guessed ones (immediates, displacements, values in data, jump
+/// table entries) count only where a decoded instruction other than `int3` starts: a value that
+/// points into the middle of an instruction is not a code pointer, nothing branches to padding
+/// on purpose, and so a rewritten window (`jmp`, then `int3`s) holds no target in the output
+/// either.
 fn branch_targets(
     elf: &Elf<'_>,
     regions: &[Region<'_>],
@@ -496,23 +525,37 @@ fn branch_targets(
     ins: &[Instruction],
 ) -> Vec<u64> {
     let in_code = in_code_fn(regions);
-    let mut targets: Vec<u64> = Vec::new();
-    let lea_bases = instruction_targets(ins, &mut targets);
-    metadata_targets(elf, eh, &mut targets);
+    let (mut known, mut guessed) = (Vec::new(), Vec::new());
+    let lea_bases = instruction_targets(ins, &mut known, &mut guessed);
+    metadata_targets(elf, eh, &mut known);
     // Section (region) starts: a window never spans two sections.
-    targets.extend(regions.iter().map(|r| r.start));
-    data_code_pointers(elf, &in_code, &mut targets);
-    jump_table_targets(elf, lea_bases, &in_code, &mut targets);
+    known.extend(regions.iter().map(|r| r.start));
+    data_code_pointers(elf, &in_code, &mut guessed);
+    jump_table_targets(elf, lea_bases, &in_code, &mut guessed);
+    guessed.retain(|&t| starts_code(ins, t));
+    let mut targets = known;
+    targets.append(&mut guessed);
     targets.retain(|&t| in_code(t));
     targets.sort_unstable();
     targets.dedup();
     targets
 }
 
-/// Adds what the code itself points at: direct branch and call targets, RIP-relative operands,
-/// immediates and absolute displacements. Returns the `lea`'d RIP-relative addresses (possible
-/// jump table bases).
-fn instruction_targets(ins: &[Instruction], targets: &mut Vec<u64>) -> Vec<u64> {
+/// Whether a decoded instruction other than `int3` padding starts at `a` (`ins` is in address
+/// order).
+fn starts_code(ins: &[Instruction], a: u64) -> bool {
+    ins.binary_search_by_key(&a, Instruction::ip)
+        .is_ok_and(|k| !ins[k].is_invalid() && ins[k].mnemonic() != iced_x86::Mnemonic::Int3)
+}
+
+/// Adds what the code itself points at: direct branch and call targets to `known`; RIP-relative
+/// operands, immediates and absolute displacements to `guessed`. Returns the `lea`'d
+/// RIP-relative addresses (possible jump table bases).
+fn instruction_targets(
+    ins: &[Instruction],
+    known: &mut Vec<u64>,
+    guessed: &mut Vec<u64>,
+) -> Vec<u64> {
     let mut lea_bases: Vec<u64> = Vec::new();
     for i in ins.iter().filter(|i| !i.is_invalid()) {
         if matches!(
@@ -527,13 +570,13 @@ fn instruction_targets(ins: &[Instruction], targets: &mut Vec<u64>) -> Vec<u64> 
                     i.op_kind(op),
                     OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
                 ) {
-                    targets.push(i.near_branch_target());
+                    known.push(i.near_branch_target());
                 }
             }
         }
         if i.is_ip_rel_memory_operand() {
             let t = i.ip_rel_memory_address();
-            targets.push(t);
+            guessed.push(t);
             if i.mnemonic() == iced_x86::Mnemonic::Lea {
                 lea_bases.push(t);
             }
@@ -542,11 +585,11 @@ fn instruction_targets(ins: &[Instruction], targets: &mut Vec<u64>) -> Vec<u64> 
             match i.op_kind(op) {
                 OpKind::Immediate32 | OpKind::Immediate64 | OpKind::Immediate32to64 => {
                     if let Ok(v) = i.try_immediate(op) {
-                        targets.push(v);
+                        guessed.push(v);
                     }
                 }
                 OpKind::Memory if i.memory_base() == Register::None => {
-                    targets.push(i.memory_displacement64());
+                    guessed.push(i.memory_displacement64());
                 }
                 _ => {}
             }
@@ -555,8 +598,11 @@ fn instruction_targets(ins: &[Instruction], targets: &mut Vec<u64>) -> Vec<u64> 
     lea_bases
 }
 
-/// Adds symbol starts and ends, static-PIE relocation addends, FDE starts and landing pads.
+/// Adds the entry point, symbol starts and ends, static-PIE relocation addends, FDE starts and
+/// landing pads.
 fn metadata_targets(elf: &Elf<'_>, eh: &ehframe::EhInfo, targets: &mut Vec<u64>) {
+    // Where the kernel (or, once relinked, the entry stub) starts the program.
+    targets.push(elf.e_entry);
     for s in &elf.symbols {
         if s.shndx != 0 && s.st_type != elf::STT_SECTION && s.st_type != elf::STT_FILE {
             targets.push(s.value);
@@ -930,6 +976,11 @@ fn choose_window(
     claimed_until: u64,
     f: &mut InstructionInfoFactory,
 ) -> Result<Window, KeptReason> {
+    if let Some(t) = an.target_inside(&list[k]) {
+        return Err(KeptReason::Window(format!(
+            "branch target {t:#x} inside the syscall instruction"
+        )));
+    }
     let mut w = Window {
         lo: k,
         hi: k,
@@ -966,6 +1017,12 @@ impl Window {
             if prev.is_invalid() || prev.next_ip() != list[self.lo].ip() {
                 return Some(format!("undecodable bytes at {:#x}", prev.ip()));
             }
+            if let Some(t) = an.target_inside(prev) {
+                return Some(format!(
+                    "branch target {t:#x} inside the instruction at {:#x}",
+                    prev.ip()
+                ));
+            }
             if prev.ip() < claimed_until {
                 return Some("the previous site's window".into());
             }
@@ -995,6 +1052,12 @@ impl Window {
             }
             if next.is_invalid() || list[self.hi].next_ip() != next.ip() {
                 return Some(format!("undecodable bytes at {:#x}", next.ip()));
+            }
+            if let Some(t) = an.target_inside(next) {
+                return Some(format!(
+                    "branch target {t:#x} inside the instruction at {:#x}",
+                    next.ip()
+                ));
             }
             if let Err(w) = kml_shim::check_relocatable(next) {
                 return Some(format!("{w} at {:#x}", next.ip()));

@@ -48,6 +48,8 @@ pub mod cfi;
 pub mod ehframe;
 pub mod elf;
 pub mod error;
+/// The bodies of the fuzz targets (`fuzz/`), shared with the corpus replay test.
+pub mod fuzz;
 pub mod needed;
 pub mod output;
 pub mod relink;

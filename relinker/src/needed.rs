@@ -46,7 +46,7 @@ fn system_dirs(interpreter: &str, read: &ReadFile<'_>) -> Vec<String> {
         }
         return dirs;
     }
-    ld_so_conf("/etc/ld.so.conf", read, &mut dirs, 0);
+    ld_so_conf("/etc/ld.so.conf", read, &mut dirs, &mut BTreeSet::new(), 0);
     dirs.extend(
         [
             "/lib/x86_64-linux-gnu",
@@ -62,8 +62,19 @@ fn system_dirs(interpreter: &str, read: &ReadFile<'_>) -> Vec<String> {
 }
 
 /// The directories of glibc's `ld.so.conf` and the files it includes (`include DIR/*.conf`).
-fn ld_so_conf(path: &str, read: &ReadFile<'_>, dirs: &mut Vec<String>, depth: u32) {
-    let Some(text) = read(path).filter(|_| depth < 8) else {
+/// Each file is read once (`seen`): files that include each other, or one included many times,
+/// would otherwise cost reads exponential in the depth.
+fn ld_so_conf(
+    path: &str,
+    read: &ReadFile<'_>,
+    dirs: &mut Vec<String>,
+    seen: &mut BTreeSet<String>,
+    depth: u32,
+) {
+    if depth >= 8 || !seen.insert(path.to_string()) {
+        return;
+    }
+    let Some(text) = read(path) else {
         return;
     };
     for line in String::from_utf8_lossy(&text).lines() {
@@ -78,7 +89,7 @@ fn ld_so_conf(path: &str, read: &ReadFile<'_>, dirs: &mut Vec<String>, depth: u3
                     "x86_64-linux-gnu.conf",
                     "fakeroot-x86_64-linux-gnu.conf",
                 ] {
-                    ld_so_conf(&format!("{dir}/{f}"), read, dirs, depth + 1);
+                    ld_so_conf(&format!("{dir}/{f}"), read, dirs, seen, depth + 1);
                 }
             }
         } else if line.starts_with('/') {
@@ -285,5 +296,25 @@ mod tests {
         assert_eq!(read_in_root(&d, "/lib64/loop"), None);
         assert_eq!(read_in_root(&d, "/nothing"), None);
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// An ld.so.conf that includes itself, many times over (found by fuzzing lupine-config):
+    /// each file is read once, not 60^8 times.
+    #[test]
+    fn ld_so_conf_includes_are_read_once() {
+        let conf = "/usr/local/lib\n".to_string() + &"include /etc/c/*.conf\n".repeat(20);
+        let reads = std::cell::Cell::new(0);
+        let read = |p: &str| {
+            reads.set(reads.get() + 1);
+            (p == "/etc/ld.so.conf" || p.starts_with("/etc/c/")).then(|| conf.clone().into_bytes())
+        };
+        let dirs = system_dirs("/lib64/ld-linux-x86-64.so.2", &read);
+        assert_eq!(
+            reads.get(),
+            4,
+            "ld.so.conf and the three files tried in /etc/c"
+        );
+        assert_eq!(dirs.iter().filter(|d| *d == "/usr/local/lib").count(), 4);
+        assert!(dirs.ends_with(&["/lib".to_string(), "/usr/lib".to_string()]));
     }
 }

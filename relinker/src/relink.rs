@@ -35,6 +35,10 @@ pub const PAGE: u64 = 4096;
 pub const TRAMPOLINE_ALIGN: u64 = 16;
 /// `int3` bytes after the last trampoline (unwinders read a few bytes past a return address).
 pub const TAIL_PAD: u64 = 16;
+/// How far past the end of a shared object's file its segments may reach: the added segments
+/// sit at the file offset equal to their address, so the output is padded up to there (real
+/// libraries: a few pages of `.bss`; a damaged header would ask for terabytes).
+const MAX_SHARED_PADDING: u64 = 256 << 20;
 const TEXT_NAME: &str = ".lupine.text";
 const SLOT_NAME: &str = ".lupine.slot";
 
@@ -265,6 +269,15 @@ impl Layout {
         let (rw_off, rw_vaddr, rx_off, rx_vaddr) = if shared {
             let rw =
                 align_up(max_end.max(elf.data.len() as u64), PAGE).ok_or_else(overflow(input))?;
+            if rw - elf.data.len() as u64 > MAX_SHARED_PADDING {
+                return Err(layout_err(
+                    input,
+                    format!(
+                        "its segments end at {max_end:#x}, more than {} MiB past the end of the file",
+                        MAX_SHARED_PADDING >> 20
+                    ),
+                ));
+            }
             let rx = rw.checked_add(PAGE).ok_or_else(overflow(input))?;
             (rw, rw, rx, rx)
         } else {

@@ -2,6 +2,8 @@
 //! none of them, so that lupine-init's and lupine-image's tests can use it as well as
 //! guest-tests (which depends on lupine-image) without a dependency cycle.
 
+pub mod fuzz;
+
 use std::env;
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -356,3 +356,42 @@ pub fn cpio_extract(archive: &Path, dir: &Path) {
         .unwrap();
     assert!(st.success());
 }
+
+/// Two layers exercising replacement, whiteouts, opaque directories and metadata.
+pub fn two_layers() -> Vec<Vec<u8>> {
+    let l1 = LayerTar::new()
+        .dir("bin", 0o755)
+        .file("bin/app", b"app v1", 0o755)
+        .dir("etc", 0o755)
+        .file("etc/keep", b"keep", 0o644)
+        .file("etc/gone", b"gone", 0o644)
+        .dir("opq", 0o755)
+        .file("opq/lower", b"lower", 0o644)
+        .dir("swap", 0o755)
+        .file("swap/inner", b"i", 0o644)
+        .file("flip", b"file", 0o644)
+        .dir("work", 0o700)
+        .finish();
+    let l2 = LayerTar::new()
+        .file("bin/app", b"app v2", 0o755)
+        .whiteout("etc/.wh.gone")
+        .whiteout("opq/.wh..wh..opq")
+        .file("opq/upper", b"upper", 0o644)
+        .file("swap", b"now a file", 0o600)
+        .dir("flip", 0o750)
+        .file("flip/child", b"c", 0o644)
+        .owned("bin/suid", b"s", 0o4755, 0, 0)
+        .owned("bin/sgid", b"g", 0o2711, 1000, 50)
+        .dir("shared", 0o1777)
+        .owned("home-file", b"h", 0o640, 1234, 5678)
+        .symlink("bin/sh", "/bin/busybox")
+        .symlink("etc/rel", "../bin/app")
+        .hardlink("bin/app-link", "bin/app")
+        .chardev("dev-null", 1, 3, 0o666)
+        .fifo("pipe", 0o620)
+        .dir("sp ace", 0o755)
+        .owned("sp ace/a file", b"spaced", 0o600, 3, 4)
+        .fifo("sp ace/a fifo", 0o640)
+        .finish();
+    vec![l1, l2]
+}

@@ -155,6 +155,40 @@ fn windows_and_pc_sensitive_symbols() {
     assert_eq!(s[2].symbol.as_deref(), Some("_start+0x1b"));
 }
 
+/// A branch into the middle of an instruction (as over a `lock` prefix) keeps every window off
+/// that instruction (found by fuzzing: the window covered the target); a guessed target there
+/// (an immediate that happens to point into the code) does not.
+#[test]
+fn targets_inside_instructions() {
+    fn code(text: u64) -> Vec<u8> {
+        let mut c = vec![0xb8, 39, 0, 0, 0, 0x0f, 0x05, 0xc3]; // +0 mov eax, 39; syscall; ret
+        c.push(0xe9); // +8: jmp +1, into the mov
+        c.extend_from_slice(&(-12i32).to_le_bytes());
+        c.extend_from_slice(&[0xb8, 39, 0, 0, 0, 0x0f, 0x05, 0xc3]); // +13
+        c.extend_from_slice(&[0x48, 0xb8]); // +21: mov rax, text+14
+        c.extend_from_slice(&(text + 14).to_le_bytes());
+        c.push(0xc3);
+        c
+    }
+    let o = Options {
+        code: Some(code),
+        ..Options::default()
+    };
+    let text = build(&o).text_addr;
+    let s = sites(&o);
+    assert_eq!(s.len(), 2);
+    assert_eq!(s[0].window, None);
+    let why = s[0].kept.as_ref().unwrap().to_string();
+    assert!(
+        why.contains(&format!(
+            "branch target {:#x} inside the instruction",
+            text + 1
+        )),
+        "{why}"
+    );
+    assert_eq!(s[1].window, Some((text + 13, text + 20)));
+}
+
 #[test]
 fn stripped_programs_use_byte_patterns() {
     fn code(text: u64) -> Vec<u8> {
