@@ -400,11 +400,15 @@ def run_tool(args, vm):
     return r.stdout + r.stderr
 
 
+def resp(*words):
+    """A redis command in RESP, redis's wire protocol."""
+    return (f"*{len(words)}\r\n" + "".join(f"${len(w)}\r\n{w}\r\n" for w in words)).encode()
+
+
 def redis_cmd(port, *words):
     """One redis command over a raw socket (RESP); the reply's first line."""
-    req = f"*{len(words)}\r\n" + "".join(f"${len(w)}\r\n{w}\r\n" for w in words)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(req.encode())
+        s.sendall(resp(*words))
         reply = b""
         while b"\r\n" not in reply:
             chunk = s.recv(4096)

@@ -75,14 +75,10 @@ class SoakVm(apps.Vm):
         return int(m.group(1))
 
 
-def resp(*words):
-    return (f"*{len(words)}\r\n" + "".join(f"${len(w)}\r\n{w}\r\n" for w in words)).encode()
-
-
 def redis_pipeline(port, commands):
     """The reply lines of pipelined commands whose replies are one line or one bulk string."""
     with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
-        s.sendall(b"".join(resp(*c) for c in commands))
+        s.sendall(b"".join(apps.resp(*c) for c in commands))
         f = s.makefile("rb")
         replies = []
         for _ in commands:

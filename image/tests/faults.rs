@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use support::*;
+use test_support::Tmpfs;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lupine-image");
 
@@ -119,19 +120,14 @@ fn a_full_filesystem_fails_cleanly() {
     image(&d.join("oci"));
     let out_dir = d.join("out");
     fs::create_dir(&out_dir).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
-        .arg(&out_dir)
-        .status()
-        .unwrap();
-    assert!(mounted.success(), "mount a small tmpfs (needs root)");
+    let tmpfs = Tmpfs::mount(&out_dir, "2m");
     let out = out_dir.join("root.ext4");
     fs::write(&out, b"the previous output").unwrap();
     let o = build(&d.join("oci"), &out).output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     let kept = fs::read(&out).unwrap();
     let left = others(&out_dir, "root.ext4");
-    let _ = Command::new("umount").arg(&out_dir).status();
+    drop(tmpfs);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("No space left on device"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");

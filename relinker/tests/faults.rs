@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use test_support::Tmpfs;
+
 const BIN: &str = env!("CARGO_BIN_EXE_lupine-relink");
 /// Debian's busybox-static: 2 MB, thousands of system call sites.
 const INPUT: &str = "/bin/busybox";
@@ -68,17 +70,12 @@ fn killed_at_any_point_the_previous_output_stays_whole_and_nothing_is_left() {
 #[ignore = "needs root"]
 fn a_full_filesystem_fails_cleanly() {
     let d = scratch("full");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&d)
-        .status()
-        .unwrap();
-    assert!(mounted.success(), "mount a small tmpfs (needs root)");
+    let tmpfs = Tmpfs::mount(&d, "1m");
     let out = d.join("busybox");
     fs::write(&out, OLD).unwrap();
     let o = relink(&out).output().unwrap();
     let (kept, left) = (fs::read(&out).unwrap(), names(&d));
-    let _ = Command::new("umount").arg(&d).status();
+    drop(tmpfs);
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("No space left on device"), "{stderr}");

@@ -102,3 +102,26 @@ fn existing(path: PathBuf, what: &str) -> Result<PathBuf, Error> {
         Err(Error(format!("{what}: {} is not a file", path.display())))
     }
 }
+
+/// A small tmpfs mounted on a directory for a test that fills a filesystem (needs root);
+/// unmounted when dropped.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (as `mount -o size=`, e.g. `1m`) on `dir`.
+    pub fn mount(dir: &Path, size: &str) -> Tmpfs {
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(mounted.success(), "mount a small tmpfs (needs root)");
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
