@@ -10,6 +10,7 @@
 //!   (Firecracker's metadata service, a syslog collector), recording what they receive.
 
 mod image;
+mod interleave;
 mod kernel;
 pub mod mmds;
 mod oci;

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::interleave::untangle;
 use crate::{kernel, Error, Result, GENERAL, MICROVM};
 
 /// The host's busybox, whose `nc` relays [`Vm::guestfwd`] connections (the initramfs's too).
@@ -530,7 +531,8 @@ impl Drop for Running {
 
 /// The end of a VM run.
 pub struct Outcome {
-    /// Serial console output, `\r` removed.
+    /// Serial console output, `\r` removed, kernel messages that cut into a line moved after
+    /// it (see `interleave.rs`).
     pub console: String,
     /// QEMU's own stderr.
     pub stderr: String,
@@ -604,7 +606,7 @@ impl Capture {
     }
 
     fn text(&self) -> String {
-        String::from_utf8_lossy(&self.buf.lock().unwrap()).replace('\r', "")
+        untangle(&String::from_utf8_lossy(&self.buf.lock().unwrap()).replace('\r', ""))
     }
 
     /// All of it, once the process has exited (the pipe then reaches EOF).
