@@ -1,7 +1,7 @@
 //! Logs off the VM (`log.syslog`): the app's stdout and stderr, lupine-init's own messages and
 //! the kernel's reach a syslog server on the host (10.0.2.2 from the guest) as RFC 5424
 //! messages, over UDP, or over TCP with octet counting, a server that goes away and comes back,
-//! and a bounded queue that says what it dropped.
+//! a bounded queue that says what it dropped, and an app that writes faster than the console.
 
 use std::time::Duration;
 
@@ -171,4 +171,39 @@ fn tcp_reconnects_and_says_what_it_dropped() {
     assert!(from(&all, "hello", "after the server came back").is_some());
     let last = all.last().unwrap();
     assert_eq!(last.msg, "lupine: exit status 0", "{last:?}");
+}
+
+/// 1 MB of lines as fast as the app writes them, four times what the queue holds: a server
+/// that reads gets every one, in order, and no drop count.
+#[test]
+fn tcp_keeps_up_with_an_app_that_writes_without_pause() {
+    let tmp = TempDir::new("syslog-tcp-fast").unwrap();
+    let server = Tcp::start().unwrap();
+    let script = "l=$(printf '%990s' x); i=0; \
+                  while [ $i -lt 1000 ]; do i=$((i+1)); echo \"$i $l\"; done";
+    let address = format!("tcp://10.0.2.2:{}", server.port());
+    let initrd = Initramfs::new(&manifest(&address, script))
+        .unwrap()
+        .write(tmp.join("initramfs.cpio"))
+        .unwrap();
+    let out = Vm::lupine(&initrd)
+        .unwrap()
+        .net()
+        .timeout(Duration::from_secs(120))
+        .run()
+        .unwrap();
+    out.assert_exit_status(0);
+    let all = server.messages();
+    assert!(server.errors().is_empty(), "{:?}", server.errors());
+    let dropped = all.iter().find(|m| m.msg.starts_with("lupine: dropped "));
+    assert!(dropped.is_none(), "{dropped:?}");
+    assert_eq!(numbered(&all), (1..=1000).collect::<Vec<_>>());
+}
+
+/// The numbers that start the app's numbered lines, in order.
+fn numbered(messages: &[Message]) -> Vec<u32> {
+    let numbers = messages.iter().filter(|m| m.app_name == "hello");
+    numbers
+        .filter_map(|m| m.msg.split_once(' ')?.0.parse().ok())
+        .collect()
 }

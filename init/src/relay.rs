@@ -118,15 +118,19 @@ impl Relay {
             .collect()
     }
 
-    /// Passes on whatever can be read now from every source.
-    pub fn pump(&mut self) {
+    /// Passes on what can be read now, at most one buffer from each pipe: an app that writes
+    /// without pause must not keep its caller from signals and from sending to syslog. True
+    /// if a pipe had something.
+    pub fn pump(&mut self) -> bool {
         let origin = Origin::App(self.pid);
+        let mut read = false;
         for s in self.streams.iter_mut().filter(|s| s.open) {
-            s.pump(origin);
+            read |= s.pump(origin);
         }
         if let Some(kmsg) = &mut self.kmsg {
             pump_kmsg(kmsg);
         }
+        read
     }
 
     /// After the app and everything else has exited: what is left in the pipes, up to their
@@ -134,8 +138,10 @@ impl Relay {
     pub fn drain(&mut self, limit: Duration) {
         let deadline = Instant::now() + limit;
         while self.streams.iter().any(|s| s.open) && Instant::now() < deadline {
-            self.pump();
-            std::thread::sleep(Duration::from_millis(5));
+            if !self.pump() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            syslog::flush();
         }
         let origin = Origin::App(self.pid);
         for s in &mut self.streams {
@@ -149,17 +155,21 @@ impl Relay {
 }
 
 impl Stream {
-    fn pump(&mut self, origin: Origin) {
+    /// Reads and passes on one buffer's worth; true if there was any.
+    fn pump(&mut self, origin: Origin) -> bool {
         let mut buf = [0u8; 16 * 1024];
         loop {
             match self.pipe.read(&mut buf) {
                 Ok(0) => {
                     self.open = false;
-                    return;
+                    return false;
                 }
-                Ok(n) => self.pass_on(&buf[..n], origin),
+                Ok(n) => {
+                    self.pass_on(&buf[..n], origin);
+                    return true;
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return, // WouldBlock: nothing more for now
+                Err(_) => return false, // WouldBlock: nothing for now
             }
         }
     }

@@ -1,7 +1,10 @@
 //! Logs off the VM: RFC 5424 messages to a syslog server over UDP, or over TCP with RFC 6587
 //! octet counting. Every message passes through one bounded queue, so lines logged before
-//! the network is up, or while the server is away, are sent later; when the queue is full
-//! the oldest go, and one message says how many once sending works again.
+//! the network is up, or while the server is away or not reading, are sent later; when the
+//! queue is full the oldest go, and one message says how many once sending works again.
+//! Sending never waits for the server (the TCP socket does not block), so neither the app
+//! nor init slows down with it, and a frame the kernel took only part of is finished before
+//! the next one: the server never gets a cut frame.
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Write};
@@ -19,7 +22,6 @@ const MAX_BYTES: usize = 256 * 1024;
 /// A longer line is sent in pieces of this size.
 pub const MAX_LINE: usize = 4096;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Between attempts to reach a TCP server that is away.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -68,6 +70,10 @@ struct Out {
     app_name: String,
     udp: Option<UdpSocket>,
     tcp: Option<TcpStream>,
+    /// The frame being sent over TCP and how much of it the connection has taken; sent
+    /// again whole on the next connection if this one breaks.
+    frame: Vec<u8>,
+    written: usize,
     next_try: Instant,
 }
 
@@ -123,6 +129,8 @@ pub fn start(config: Option<&Syslog>, hostname: &str, app_name: &str) {
                     .unwrap_or_else(|| app_name.to_string()),
                 udp: None,
                 tcp: None,
+                frame: Vec::new(),
+                written: 0,
                 next_try: Instant::now(),
             })
         }
@@ -181,7 +189,12 @@ pub fn flush_for(limit: Duration) {
         let s = sink();
         let done = match &s.out {
             None => true,
-            Some(out) => s.queue.is_empty() && s.dropped == 0 && out.unacknowledged() == 0,
+            Some(out) => {
+                s.queue.is_empty()
+                    && s.dropped == 0
+                    && out.frame.is_empty()
+                    && out.unacknowledged() == 0
+            }
         };
         if done || Instant::now() >= deadline {
             return;
@@ -244,38 +257,60 @@ impl Out {
         }
     }
 
+    /// Takes the message once the frame before it is sent whole; false (the message stays
+    /// queued) while the server is away or has not taken that frame yet.
     fn send_tcp(&mut self, message: &[u8]) -> bool {
+        if !self.connected() || !self.write_frame() {
+            return false;
+        }
+        // RFC 6587 octet counting: "LEN SP MSG".
+        self.frame = format!("{} ", message.len()).into_bytes();
+        self.frame.extend_from_slice(message);
+        self.write_frame();
+        true
+    }
+
+    /// Whether there is a connection to the server, making one if it is time to try.
+    fn connected(&mut self) -> bool {
         if self.tcp.as_ref().is_some_and(peer_closed) {
             self.tcp = None;
+            self.written = 0;
         }
-        if self.tcp.is_none() {
-            if Instant::now() < self.next_try {
-                return false;
-            }
+        if self.tcp.is_none() && Instant::now() >= self.next_try {
             match TcpStream::connect_timeout(&self.config.address, CONNECT_TIMEOUT) {
                 Ok(s) => {
-                    let _ = s.set_write_timeout(Some(WRITE_TIMEOUT));
+                    let _ = s.set_nonblocking(true);
                     let _ = s.set_nodelay(true);
                     self.tcp = Some(s);
                 }
+                Err(_) => self.next_try = Instant::now() + RETRY,
+            }
+        }
+        self.tcp.is_some()
+    }
+
+    /// Writes what the connection takes of the frame in hand; true once all of it is sent.
+    fn write_frame(&mut self) -> bool {
+        while self.written < self.frame.len() {
+            let Some(tcp) = &mut self.tcp else {
+                return false;
+            };
+            match tcp.write(&self.frame[self.written..]) {
+                Ok(0) => return false,
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
                 Err(_) => {
+                    self.tcp = None;
+                    self.written = 0;
                     self.next_try = Instant::now() + RETRY;
                     return false;
                 }
             }
         }
-        let Some(tcp) = &mut self.tcp else {
-            return false;
-        };
-        // RFC 6587 octet counting: "LEN SP MSG".
-        let mut frame = format!("{} ", message.len()).into_bytes();
-        frame.extend_from_slice(message);
-        if tcp.write_all(&frame).is_ok() {
-            return true;
-        }
-        self.tcp = None;
-        self.next_try = Instant::now() + RETRY;
-        false
+        self.frame.clear();
+        self.written = 0;
+        true
     }
 }
 
