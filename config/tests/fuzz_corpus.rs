@@ -5,8 +5,5 @@ use test_support::fuzz::replay;
 
 #[test]
 fn config() {
-    replay("config", |d| {
-        lupine_config::fuzz::config(d);
-        true
-    });
+    replay("config", lupine_config::fuzz::config);
 }

@@ -6,40 +6,25 @@ use test_support::fuzz::replay;
 
 #[test]
 fn manifest() {
-    replay("manifest", |d| {
-        fuzz::manifest(d);
-        true
-    });
+    replay("manifest", fuzz::manifest);
 }
 
 #[test]
 fn cmdline() {
-    replay("cmdline", |d| {
-        fuzz::cmdline(d);
-        true
-    });
+    replay("cmdline", fuzz::cmdline);
 }
 
 #[test]
 fn ipconfig() {
-    replay("ipconfig", |d| {
-        fuzz::ipconfig(d);
-        true
-    });
+    replay("ipconfig", fuzz::ipconfig);
 }
 
 #[test]
 fn netlink() {
-    replay("netlink", |d| {
-        fuzz::netlink(d);
-        true
-    });
+    replay("netlink", fuzz::netlink);
 }
 
 #[test]
 fn mmds() {
-    replay("mmds", |d| {
-        fuzz::mmds(d);
-        true
-    });
+    replay("mmds", fuzz::mmds);
 }

@@ -24,10 +24,28 @@ fn inputs(dir: &str, target: &str) -> Vec<PathBuf> {
     files
 }
 
+/// What a fuzz body returns: whether it accepted the input (`bool`), or nothing (`()`) for
+/// bodies whose only property is not to panic or hang.
+pub trait Verdict: Send + 'static {
+    fn accepted(&self) -> bool;
+}
+
+impl Verdict for bool {
+    fn accepted(&self) -> bool {
+        *self
+    }
+}
+
+impl Verdict for () {
+    fn accepted(&self) -> bool {
+        false
+    }
+}
+
 /// Runs `body` over the corpus (which must not be empty) and the crash inputs of `target`,
 /// fails naming every input that panicked or ran longer than [`LIMIT`], and returns the file
 /// names of the inputs `body` accepted.
-pub fn replay(target: &str, body: fn(&[u8]) -> bool) -> Vec<String> {
+pub fn replay<V: Verdict>(target: &str, body: fn(&[u8]) -> V) -> Vec<String> {
     let corpus = inputs("corpus", target);
     assert!(
         !corpus.is_empty(),
@@ -44,8 +62,10 @@ pub fn replay(target: &str, body: fn(&[u8]) -> bool) -> Vec<String> {
             let _ = done.send(body(&data));
         });
         match finished.recv_timeout(LIMIT) {
-            Ok(true) => accepted.push(file.file_name().unwrap().to_string_lossy().into_owned()),
-            Ok(false) => {}
+            Ok(v) if v.accepted() => {
+                accepted.push(file.file_name().unwrap().to_string_lossy().into_owned())
+            }
+            Ok(_) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 failed.push(format!("{}: panicked", file.display()))
             }
