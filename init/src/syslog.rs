@@ -2,14 +2,14 @@
 //! octet counting. Every message passes through one bounded queue, so lines logged before
 //! the network is up, or while the server is away or not reading, are sent later; when the
 //! queue is full the oldest go, and one message says how many once sending works again.
-//! Sending never waits for the server (the TCP socket does not block), so neither the app
-//! nor init slows down with it, and a frame the kernel took only part of is finished before
-//! the next one: the server never gets a cut frame.
+//! Sending never waits for the server (the TCP socket does not block, not even to connect),
+//! so neither the app nor init slows down with it, and a frame the kernel took only part of
+//! is finished before the next one: the server never gets a cut frame.
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,7 +21,6 @@ const MAX_MESSAGES: usize = 2048;
 const MAX_BYTES: usize = 256 * 1024;
 /// A longer line is sent in pieces of this size.
 pub const MAX_LINE: usize = 4096;
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Between attempts to reach a TCP server that is away.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -70,8 +69,8 @@ struct Out {
     app_name: String,
     udp: Option<UdpSocket>,
     tcp: Option<TcpStream>,
-    /// The frame being sent over TCP and how much of it the connection has taken; sent
-    /// again whole on the next connection if this one breaks.
+    /// A frame the TCP connection took only part of, and how much; sent again whole on the
+    /// next connection if this one breaks.
     frame: Vec<u8>,
     written: usize,
     next_try: Instant,
@@ -257,8 +256,8 @@ impl Out {
         }
     }
 
-    /// Takes the message once the frame before it is sent whole; false (the message stays
-    /// queued) while the server is away or has not taken that frame yet.
+    /// Takes the message once the connection takes some of its frame, the frame before it
+    /// whole; false (the message stays queued) until then.
     fn send_tcp(&mut self, message: &[u8]) -> bool {
         if !self.connected() || !self.write_frame() {
             return false;
@@ -266,20 +265,22 @@ impl Out {
         // RFC 6587 octet counting: "LEN SP MSG".
         self.frame = format!("{} ", message.len()).into_bytes();
         self.frame.extend_from_slice(message);
-        self.write_frame();
+        if !self.write_frame() && self.written == 0 {
+            self.frame.clear();
+            return false;
+        }
         true
     }
 
-    /// Whether there is a connection to the server, making one if it is time to try.
+    /// Whether there is a connection to the server (perhaps still being made: writes wait
+    /// until it is), starting one if it is time to try.
     fn connected(&mut self) -> bool {
         if self.tcp.as_ref().is_some_and(peer_closed) {
-            self.tcp = None;
-            self.written = 0;
+            self.disconnect();
         }
         if self.tcp.is_none() && Instant::now() >= self.next_try {
-            match TcpStream::connect_timeout(&self.config.address, CONNECT_TIMEOUT) {
+            match start_connecting(&self.config.address) {
                 Ok(s) => {
-                    let _ = s.set_nonblocking(true);
                     let _ = s.set_nodelay(true);
                     self.tcp = Some(s);
                 }
@@ -287,6 +288,14 @@ impl Out {
             }
         }
         self.tcp.is_some()
+    }
+
+    /// Forgets the connection; the next is tried after [`RETRY`], and the frame in hand goes
+    /// on it again whole.
+    fn disconnect(&mut self) {
+        self.tcp = None;
+        self.written = 0;
+        self.next_try = Instant::now() + RETRY;
     }
 
     /// Writes what the connection takes of the frame in hand; true once all of it is sent.
@@ -301,9 +310,7 @@ impl Out {
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
                 Err(_) => {
-                    self.tcp = None;
-                    self.written = 0;
-                    self.next_try = Instant::now() + RETRY;
+                    self.disconnect();
                     return false;
                 }
             }
@@ -311,6 +318,52 @@ impl Out {
         self.frame.clear();
         self.written = 0;
         true
+    }
+}
+
+/// A non-blocking TCP socket connecting to `address`: init never waits for the handshake (a
+/// server whose host does not answer would hold it for the whole connect timeout). A write
+/// meanwhile says WouldBlock; one after the connection failed, the error.
+fn start_connecting(address: &SocketAddr) -> std::io::Result<TcpStream> {
+    // SAFETY: an all-zero sockaddr_storage is valid, and so is either address inside it (it
+    // is large and aligned enough for both).
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let (family, len) = match address {
+        SocketAddr::V4(a) => {
+            // SAFETY: see above.
+            let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+            (libc::AF_INET, size_of::<libc::sockaddr_in>())
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: see above.
+            let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            sin6.sin6_scope_id = a.scope_id();
+            (libc::AF_INET6, size_of::<libc::sockaddr_in6>())
+        }
+    };
+    let flags = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: socket has no memory arguments; the descriptor is new and owned by the stream.
+    let fd = unsafe { libc::socket(family, flags, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new socket nothing else owns.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    let addr = &storage as *const _ as *const libc::sockaddr;
+    // SAFETY: `addr` points to `len` initialised bytes of a socket address.
+    if unsafe { libc::connect(fd, addr, len as libc::socklen_t) } == 0 {
+        return Ok(stream);
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINPROGRESS) => Ok(stream),
+        _ => Err(e),
     }
 }
 

@@ -2,13 +2,15 @@
 //! and reads nothing for a while. The client's queue is one per process, so this file holds a
 //! single test.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::{TcpListener, TcpStream};
+mod syslog_server;
+
+use std::net::TcpListener;
 use std::thread;
 use std::time::Duration;
 
 use lupine_init::manifest::{Syslog, Transport};
 use lupine_init::syslog::{self, Origin};
+use syslog_server::read_messages;
 
 const LINES: u32 = 20_000;
 
@@ -37,7 +39,7 @@ fn a_server_that_hangs_gets_whole_frames_and_a_drop_count_on_one_connection() {
     }
 
     let (server, _) = listener.accept().unwrap();
-    let reader = thread::spawn(move || read_messages(server));
+    let reader = thread::spawn(move || read_messages(server, &format!("{LINES} ")));
     syslog::flush_for(Duration::from_secs(30));
     let messages = reader.join().unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -60,39 +62,4 @@ fn a_server_that_hangs_gets_whole_frames_and_a_drop_count_on_one_connection() {
     }
     assert_eq!(next, LINES + 1);
     assert!(notes > 0 && messages.len() > notes, "{notes} drop counts");
-}
-
-/// The MSG part of each octet-counted frame up to the last line, or until the client has sent
-/// nothing for 10 s; panics on a frame that is cut or not octet-counted.
-fn read_messages(stream: TcpStream) -> Vec<String> {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut messages = Vec::new();
-    loop {
-        let mut len = Vec::new();
-        match reader.read_until(b' ', &mut len) {
-            Ok(0) | Err(_) if len.is_empty() => return messages,
-            _ => {}
-        }
-        let size: usize = std::str::from_utf8(&len)
-            .ok()
-            .and_then(|l| l.strip_suffix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("not a frame: {:?}", String::from_utf8_lossy(&len)));
-        let mut frame = vec![0u8; size];
-        reader
-            .read_exact(&mut frame)
-            .unwrap_or_else(|e| panic!("a frame of {size} bytes cut: {e}"));
-        let frame = String::from_utf8(frame).unwrap();
-        // <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID - - MSG
-        let msg = frame
-            .splitn(8, ' ')
-            .nth(7)
-            .unwrap_or_else(|| panic!("{frame}"));
-        messages.push(msg.to_string());
-        if msg.starts_with(&format!("{LINES} ")) {
-            return messages;
-        }
-    }
 }
