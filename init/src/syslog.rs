@@ -343,6 +343,7 @@ fn start_connecting(address: &SocketAddr) -> std::io::Result<TcpStream> {
             sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
             sin6.sin6_port = a.port().to_be();
             sin6.sin6_addr.s6_addr = a.ip().octets();
+            sin6.sin6_flowinfo = a.flowinfo();
             sin6.sin6_scope_id = a.scope_id();
             (libc::AF_INET6, size_of::<libc::sockaddr_in6>())
         }
@@ -424,6 +425,22 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connects_over_ipv4_and_ipv6() {
+        use std::io::Read;
+        for host in ["127.0.0.1:0", "[::1]:0"] {
+            let listener = std::net::TcpListener::bind(host).unwrap();
+            let mut client = start_connecting(&listener.local_addr().unwrap()).unwrap();
+            let (mut server, peer) = listener.accept().unwrap();
+            assert_eq!(Some(peer), client.local_addr().ok());
+            client.set_nonblocking(false).unwrap();
+            client.write_all(b"hi").unwrap();
+            let mut got = [0u8; 2];
+            server.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"hi");
+        }
+    }
 
     #[test]
     fn dates() {
