@@ -252,22 +252,21 @@ fn seed_layers() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         (
             "long-names",
             vec![trim({
+                // The tar crate's own writer, for its GNU long-name entries.
+                let header = |kind, mode, size| {
+                    let mut h = tar::Header::new_gnu();
+                    h.set_entry_type(kind);
+                    h.set_mode(mode);
+                    h.set_uid(0);
+                    h.set_gid(0);
+                    h.set_mtime(0);
+                    h.set_size(size);
+                    h
+                };
                 let mut b = tar::Builder::new(Vec::new());
-                let mut h = tar::Header::new_gnu();
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_mode(0o644);
-                h.set_uid(0);
-                h.set_gid(0);
-                h.set_mtime(0);
-                h.set_size(1);
+                let mut h = header(tar::EntryType::Regular, 0o644, 1);
                 b.append_data(&mut h, &long, &b"l"[..]).unwrap();
-                let mut h = tar::Header::new_gnu();
-                h.set_entry_type(tar::EntryType::Symlink);
-                h.set_mode(0o777);
-                h.set_uid(0);
-                h.set_gid(0);
-                h.set_mtime(0);
-                h.set_size(0);
+                let mut h = header(tar::EntryType::Symlink, 0o777, 0);
                 b.append_link(&mut h, "link", long.as_str()).unwrap();
                 b.into_inner().unwrap()
             })],
